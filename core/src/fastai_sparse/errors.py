@@ -1,0 +1,84 @@
+"""The exception hierarchy of fastai-sparse.
+
+Every error the library raises on purpose derives from :class:`FastaiSparseError`, so a
+caller can catch them all at once. Messages name the file, the field, the value found and
+what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+__all__ = [
+    "FastaiSparseError",
+    "UnknownNameError",
+    "DuplicateNameError",
+    "PluginError",
+    "DataFormatError",
+    "ShapeError",
+    "ConformanceError",
+]
+
+
+class FastaiSparseError(Exception):
+    """Base class of every error raised on purpose by fastai-sparse."""
+
+
+class UnknownNameError(FastaiSparseError, KeyError):
+    """A registry lookup found no object of that kind under that name.
+
+    ``suggestions`` holds the closest registered names; ``broken`` the plugins that failed
+    to load (their task may be the one asked for).
+    """
+
+    def __init__(self, kind: str, name: str, known: list[str], broken: dict[str, str] | None = None):
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        self.suggestions = difflib.get_close_matches(name, self.known, n=5, cutoff=0.5)
+        self.broken = dict(broken or {})
+        msg = f"unknown {kind} {name!r}"
+        if self.suggestions:
+            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        elif self.known:
+            shown = ", ".join(self.known[:12]) + (", ..." if len(self.known) > 12 else "")
+            msg += f"; known {kind}s: {shown}"
+        else:
+            msg += f"; no {kind}s are registered"
+        for plugin, err in self.broken.items():
+            msg += f"\n  plugin {plugin!r} failed to load and may provide it: {err}"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class DuplicateNameError(FastaiSparseError):
+    """Two plugins registered the same name for the same kind of object."""
+
+
+class PluginError(FastaiSparseError):
+    """A plugin failed to import, registered something invalid, or broke the contract."""
+
+
+class DataFormatError(FastaiSparseError, ValueError):
+    """A file or array does not have the expected format.
+
+    The message names the file (when there is one), the field, what was found and what was
+    expected.
+    """
+
+    def __init__(self, message: str, path: object | None = None, field: str | None = None):
+        self.path, self.field = path, field
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__((": ".join(where) + ": " if where else "") + message)
+
+
+class ShapeError(FastaiSparseError, ValueError):
+    """Arrays or tensors have inconsistent shapes, dtypes or channel counts."""
+
+
+class ConformanceError(FastaiSparseError, AssertionError):
+    """A plugin or task does not satisfy the fastai-sparse plugin contract."""
