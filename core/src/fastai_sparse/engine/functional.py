@@ -1,0 +1,302 @@
+"""Functional sparse ops of the built-in torch backend (gather-GEMM-scatter with autograd).
+
+Weight layout everywhere: ``weight`` float [K**3, C_in, C_out] in the offset order of
+:mod:`fastai_sparse.engine.kernel_map`.
+
+Two compute kernels do all the work:
+
+* :func:`gather_conv` (output-stationary): ``out[j] = sum_k x[nbr[k, j]] @ W[k]`` over a
+  neighbour table with a zero padding row for absent neighbours. Rows are processed in
+  chunks that stay in cache; each (chunk, offset) is a contiguous ``index_select`` followed
+  by an in-place ``addmm_`` into the output chunk, so nothing is scattered and no
+  [pairs, C] intermediate is ever materialised. (chunk, offset) blocks without any active
+  pair are skipped.
+* :func:`scatter_conv` (input-stationary): per offset ``out[o_k] += x[i_k] @ W[k]``, used for
+  the input gradient of strided convolutions and the forward of inverse convolutions, where
+  every fine row belongs to exactly one (coarse row, offset) pair and the scatter is a plain
+  ``index_copy_``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ShapeError
+from .kernel_map import DownMap, SubmanifoldMap
+
+__all__ = [
+    "down_conv",
+    "gather_conv",
+    "global_avg_pool_feats",
+    "global_max_pool_feats",
+    "inverse_conv",
+    "scatter_conv",
+    "subm_conv",
+]
+
+#: Rows per chunk of :func:`gather_conv`; a chunk of outputs plus one gathered block fit in L2.
+CHUNK_ROWS = 8192
+
+
+def _chunk_counts(nbr: torch.Tensor, n_in: int, chunk: int, cache: dict) -> list[list[bool]]:
+    """For each row chunk, which offsets have at least one active pair (cached per map)."""
+    key = ("chunk_active", chunk)
+    act = cache.get(key)
+    if act is None:
+        n = nbr.shape[1]
+        act = []
+        valid = nbr < n_in
+        for a in range(0, n, chunk):
+            act.append(valid[:, a : a + chunk].any(dim=1).tolist())
+        cache[key] = act
+    return act
+
+
+def gather_conv(
+    x: torch.Tensor,
+    nbr: torch.Tensor,
+    weight: torch.Tensor,
+    extra: dict,
+    identity_offset: int | None = None,
+    chunk: int = CHUNK_ROWS,
+) -> torch.Tensor:
+    """Output-stationary sparse convolution.
+
+    Args:
+        x: float [N_in, C_in] input features.
+        nbr: int64 [K, N_out] neighbour table, ``N_in`` marks an absent neighbour.
+        weight: float [K, C_in, C_out].
+        extra: per-map dict for cached chunk statistics.
+        identity_offset: offset ``k`` with ``nbr[k] == arange`` (submanifold centre): its
+            rows are used in place, without a gather.
+
+    Returns:
+        float [N_out, C_out].
+    """
+    vol, n_out = nbr.shape
+    n_in, c_in = x.shape
+    c_out = weight.shape[2]
+    x_pad = torch.cat([x, x.new_zeros(1, c_in)])
+    out = x.new_empty((n_out, c_out))
+    if n_out == 0:
+        return out
+    active = _chunk_counts(nbr, n_in, chunk, extra)
+    buf = x.new_empty((min(chunk, n_out), c_in))
+    for ci, a in enumerate(range(0, n_out, chunk)):
+        b = min(n_out, a + chunk)
+        o = out[a:b]
+        g = buf[: b - a]
+        first = True
+        if identity_offset is not None:
+            torch.mm(x[a:b], weight[identity_offset], out=o)
+            first = False
+        for k in range(vol):
+            if k == identity_offset or not active[ci][k]:
+                continue
+            torch.index_select(x_pad, 0, nbr[k, a:b], out=g)
+            if first:
+                torch.mm(g, weight[k], out=o)
+                first = False
+            else:
+                o.addmm_(g, weight[k])
+        if first:
+            o.zero_()
+    return out
+
+
+def gather_weight_grad(
+    x: torch.Tensor,
+    nbr: torch.Tensor,
+    grad_out: torch.Tensor,
+    extra: dict,
+    identity_offset: int | None = None,
+    chunk: int = CHUNK_ROWS,
+) -> torch.Tensor:
+    """``dW[k] = sum_j x[nbr[k, j]]^T grad_out[j]``: float [K, C_in, C_out]."""
+    vol, n_out = nbr.shape
+    n_in, c_in = x.shape
+    c_out = grad_out.shape[1]
+    gw = x.new_zeros((vol, c_in, c_out))
+    if n_out == 0:
+        return gw
+    x_pad = torch.cat([x, x.new_zeros(1, c_in)])
+    active = _chunk_counts(nbr, n_in, chunk, extra)
+    buf = x.new_empty((min(chunk, n_out), c_in))
+    for ci, a in enumerate(range(0, n_out, chunk)):
+        b = min(n_out, a + chunk)
+        go = grad_out[a:b]
+        g = buf[: b - a]
+        for k in range(vol):
+            if k == identity_offset:
+                gw[k].addmm_(x[a:b].t(), go)
+                continue
+            if not active[ci][k]:
+                continue
+            torch.index_select(x_pad, 0, nbr[k, a:b], out=g)
+            gw[k].addmm_(g.t(), go)
+    return gw
+
+
+def scatter_conv(
+    x: torch.Tensor, kmap: DownMap, weight: torch.Tensor, n_out: int, coarse_to_fine: bool
+) -> torch.Tensor:
+    """Per-offset scatter convolution over the pairs of a down map.
+
+    ``coarse_to_fine``: ``out[in_k] += x[out_k] @ weight[k]`` (inverse convolution, or the
+    input gradient of a strided convolution with transposed weights); else
+    ``out[out_k] += x[in_k] @ weight[k]``.
+    """
+    unique = coarse_to_fine and kmap.kernel_size == kmap.stride
+    c_out = weight.shape[2]
+    out = x.new_zeros((n_out, c_out))
+    for k in range(kmap.volume):
+        i, o = kmap.group(k)
+        if i.numel() == 0:
+            continue
+        src, dst = (o, i) if coarse_to_fine else (i, o)
+        y = torch.mm(x.index_select(0, src), weight[k])
+        if unique:
+            out.index_copy_(0, dst, y)
+        else:
+            out.index_add_(0, dst, y)
+    return out
+
+
+def _down_nbr(kmap: DownMap) -> torch.Tensor:
+    """Neighbour table int64 [K**3, N_out] of a down map (``N_in`` = absent)."""
+    nbr = kmap.extra.get("nbr")
+    if nbr is None:
+        dev = kmap.in_idx.device
+        nbr = torch.full((kmap.volume, kmap.n_out), kmap.n_in, dtype=torch.int64, device=dev)
+        kk = torch.repeat_interleave(
+            torch.arange(kmap.volume, device=dev),
+            torch.tensor(
+                [kmap.offsets[k + 1] - kmap.offsets[k] for k in range(kmap.volume)], device=dev
+            ),
+        )
+        nbr[kk, kmap.out_idx] = kmap.in_idx
+        kmap.extra["nbr"] = nbr
+    return nbr
+
+
+def _pair_weight_grad(
+    x: torch.Tensor, grad_out: torch.Tensor, kmap: DownMap, coarse_to_fine: bool
+) -> torch.Tensor:
+    vol = kmap.volume
+    gw = x.new_zeros((vol, x.shape[1], grad_out.shape[1]))
+    for k in range(vol):
+        i, o = kmap.group(k)
+        if i.numel() == 0:
+            continue
+        src, dst = (o, i) if coarse_to_fine else (i, o)
+        gw[k] = x.index_select(0, src).t() @ grad_out.index_select(0, dst)
+    return gw
+
+
+class _SubMConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, kmap: SubmanifoldMap):
+        ctx.kmap = kmap
+        ctx.save_for_backward(x, weight)
+        centre = kmap.volume // 2
+        return gather_conv(x, kmap.nbr, weight, kmap.extra, identity_offset=centre)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        kmap = ctx.kmap
+        centre = kmap.volume // 2
+        grad_out = grad_out.contiguous()
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            # symmetric map: input gradient = same map, mirrored offsets, transposed weights
+            wt = weight.flip(0).transpose(1, 2).contiguous()
+            gx = gather_conv(grad_out, kmap.nbr, wt, kmap.extra, identity_offset=centre)
+        if ctx.needs_input_grad[1]:
+            gw = gather_weight_grad(x, kmap.nbr, grad_out, kmap.extra, identity_offset=centre)
+        return gx, gw, None
+
+
+class _DownConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, kmap: DownMap):
+        ctx.kmap = kmap
+        ctx.save_for_backward(x, weight)
+        return gather_conv(x, _down_nbr(kmap), weight, kmap.extra)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        kmap = ctx.kmap
+        grad_out = grad_out.contiguous()
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = scatter_conv(grad_out, kmap, weight.transpose(1, 2), kmap.n_in, True)
+        if ctx.needs_input_grad[1]:
+            gw = gather_weight_grad(x, _down_nbr(kmap), grad_out, kmap.extra)
+        return gx, gw, None
+
+
+class _InverseConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, kmap: DownMap):
+        ctx.kmap = kmap
+        ctx.save_for_backward(x, weight)
+        return scatter_conv(x, kmap, weight, kmap.n_in, True)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        kmap = ctx.kmap
+        grad_out = grad_out.contiguous()
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            wt = weight.transpose(1, 2).contiguous()
+            gx = gather_conv(grad_out, _down_nbr(kmap), wt, kmap.extra)
+        if ctx.needs_input_grad[1]:
+            gw = _pair_weight_grad(x, grad_out, kmap, coarse_to_fine=True)
+        return gx, gw, None
+
+
+def _check_weight(x: torch.Tensor, weight: torch.Tensor, vol: int) -> None:
+    if weight.dim() != 3 or weight.shape[0] != vol or weight.shape[1] != x.shape[1]:
+        raise ShapeError(
+            f"weight {list(weight.shape)} does not fit [K**3={vol}, C_in={x.shape[1]}, C_out]"
+        )
+
+
+def subm_conv(x: torch.Tensor, weight: torch.Tensor, kmap: SubmanifoldMap) -> torch.Tensor:
+    """Submanifold convolution of features ``x`` float [M, C_in] -> float [M, C_out]."""
+    _check_weight(x, weight, kmap.volume)
+    return _SubMConv.apply(x.contiguous(), weight.contiguous(), kmap)
+
+
+def down_conv(x: torch.Tensor, weight: torch.Tensor, kmap: DownMap) -> torch.Tensor:
+    """Strided convolution: float [M_fine, C_in] -> float [M_coarse, C_out]."""
+    _check_weight(x, weight, kmap.volume)
+    return _DownConv.apply(x.contiguous(), weight.contiguous(), kmap)
+
+
+def inverse_conv(x: torch.Tensor, weight: torch.Tensor, kmap: DownMap) -> torch.Tensor:
+    """Transposed convolution over a down map: float [M_coarse, C_in] -> [M_fine, C_out]."""
+    _check_weight(x, weight, kmap.volume)
+    return _InverseConv.apply(x.contiguous(), weight.contiguous(), kmap)
+
+
+def global_avg_pool_feats(
+    feats: torch.Tensor, batch: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """Mean of ``feats`` [M, C] per sample (``batch`` int [M]) -> [B, C]; 0 for empty samples."""
+    b = batch.long()
+    s = feats.new_zeros((batch_size, feats.shape[1])).index_add_(0, b, feats)
+    n = torch.bincount(b, minlength=batch_size)[:batch_size].clamp_(min=1).to(feats.dtype)
+    return s / n[:, None]
+
+
+def global_max_pool_feats(
+    feats: torch.Tensor, batch: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """Max of ``feats`` [M, C] per sample -> [B, C]; 0 for empty samples."""
+    b = batch.long()[:, None].expand_as(feats)
+    out = feats.new_zeros((batch_size, feats.shape[1]))
+    return out.scatter_reduce(0, b, feats, reduce="amax", include_self=False)

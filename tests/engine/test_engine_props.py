@@ -1,0 +1,180 @@
+"""Gradients, batch isolation, edge cases, bad input and thread-count independence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import random_sites
+from fastai_sparse.engine import (
+    SparseBatchNorm,
+    SparseConv3d,
+    SparseInverseConv3d,
+    SparseTensor,
+    SubMConv3d,
+    global_avg_pool,
+    global_max_pool,
+    sparse_cat,
+)
+from fastai_sparse.engine.functional import down_conv, inverse_conv, subm_conv
+from fastai_sparse.errors import FastaiSparseError, ShapeError
+
+
+def _small(seed=0, B=2, shape=(4, 3, 4), density=0.35):
+    coords = random_sites(B, shape, density, seed)
+    return coords
+
+
+def test_gradcheck_subm():
+    coords = _small(0)
+    x = SparseTensor(coords, torch.randn(len(coords), 2, dtype=torch.float64))
+    kmap = x.cache.subm_map(1, 3)
+    f = torch.randn(len(coords), 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(27, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f, w: subm_conv(f, w, kmap), (f, w))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_gradcheck_down_and_inverse(k):
+    coords = _small(1, shape=(5, 4, 5))
+    x = SparseTensor(coords, torch.randn(len(coords), 2, dtype=torch.float64))
+    kmap = x.cache.down_map(1, k, 2)
+    f = torch.randn(len(coords), 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(k**3, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f, w: down_conv(f, w, kmap), (f, w))
+    g = torch.randn(kmap.n_out, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda g, w: inverse_conv(g, w, kmap), (g, w))
+
+
+def _net(cin=3):
+    torch.manual_seed(0)
+    return torch.nn.ModuleList(
+        [SubMConv3d(cin, 4), SparseConv3d(4, 5), SubMConv3d(5, 5), SparseInverseConv3d(5, 4)]
+    )
+
+
+def _run(net, x):
+    a = net[0](x)
+    b = net[2](net[1](a))
+    c = net[3](b)
+    return sparse_cat(a, c)
+
+
+def test_batches_do_not_leak():
+    c0 = random_sites(1, (6, 6, 6), 0.3, 0)
+    c1 = random_sites(1, (6, 6, 6), 0.3, 1)
+    c1[:, 0] = 1
+    f0, f1 = torch.randn(len(c0), 3), torch.randn(len(c1), 3)
+    net = _net().double()
+    out = _run(net, SparseTensor(torch.cat([c0, c1]), torch.cat([f0, f1]).double()))
+    # move sample 1 next to sample 0 (shifted by one voxel) and change its features
+    c1b = c1.clone()
+    c1b[:, 1:] = c1b[:, 1:] // 2 * 2  # different geometry, may have duplicates
+    c1b = torch.unique(c1b, dim=0)
+    out2 = _run(
+        net,
+        SparseTensor(torch.cat([c0, c1b]), torch.cat([f0, torch.randn(len(c1b), 3)]).double()),
+    )
+    torch.testing.assert_close(out.feats[: len(c0)], out2.feats[: len(c0)])
+    alone = _run(net, SparseTensor(c0, f0.double()))
+    torch.testing.assert_close(out.feats[: len(c0)], alone.feats)
+
+
+def test_single_voxel_and_empty_sample():
+    net = _net()
+    coords = torch.tensor([[0, 5, 5, 5], [2, 1, 2, 3]], dtype=torch.int32)
+    x = SparseTensor(coords, torch.randn(2, 3, requires_grad=True), batch_size=4)
+    y = _run(net, x)
+    assert y.feats.shape == (2, 8)
+    y.feats.sum().backward()
+    avg, mx = global_avg_pool(y), global_max_pool(y)
+    assert avg.shape == (4, 8) and mx.shape == (4, 8)
+    assert torch.all(avg[1] == 0) and torch.all(mx[3] == 0)
+    torch.testing.assert_close(avg[0], y.feats[0])
+    bn = SparseBatchNorm(8).train()
+    assert bn(SparseTensor(coords[:1], torch.randn(1, 8))).feats.shape == (1, 8)
+
+
+def test_empty_tensor():
+    x = SparseTensor(torch.zeros(0, 4, dtype=torch.int64), torch.zeros(0, 3), batch_size=2)
+    y = SubMConv3d(3, 4)(x)
+    assert y.feats.shape == (0, 4)
+    z = SparseConv3d(4, 5)(y)
+    assert z.feats.shape == (0, 5)
+    assert global_avg_pool(z).shape == (2, 5)
+
+
+def test_pooling_matches_reference():
+    coords = random_sites(3, (4, 4, 4), 0.3, 5)
+    f = torch.randn(len(coords), 2)
+    x = SparseTensor(coords, f)
+    for b in range(3):
+        sel = coords[:, 0] == b
+        torch.testing.assert_close(global_avg_pool(x)[b], f[sel].mean(0))
+        torch.testing.assert_close(global_max_pool(x)[b], f[sel].max(0).values)
+
+
+@pytest.mark.parametrize(
+    "coords,feats,exc,match",
+    [
+        (torch.tensor([[0, -1, 0, 0]]), torch.zeros(1, 2), FastaiSparseError, ">= 0"),
+        (torch.tensor([[0, 0.5, 0, 0]]), torch.zeros(1, 2), FastaiSparseError, "integer"),
+        (torch.tensor([[0, 2**40, 2**40, 2**40]]), torch.zeros(1, 2), FastaiSparseError, "large"),
+        (torch.tensor([[0, 1, 0, 0]]), torch.zeros(2, 2), ShapeError, "rows"),
+        (torch.tensor([[0, 1, 0]]), torch.zeros(1, 2), ShapeError, r"\[M, 4\]"),
+    ],
+)
+def test_bad_input(coords, feats, exc, match):
+    with pytest.raises(exc, match=match):
+        SparseTensor(coords, feats)
+
+
+def test_bad_stride_multiple():
+    with pytest.raises(FastaiSparseError, match="multiples"):
+        SparseTensor(torch.tensor([[0, 1, 2, 2]]), torch.zeros(1, 1), stride=2)
+
+
+def test_wrong_channels_named():
+    x = SparseTensor(torch.tensor([[0, 1, 2, 2]]), torch.zeros(1, 5))
+    with pytest.raises(ShapeError, match=r"SubMConv3d.*3.*5"):
+        SubMConv3d(3, 4)(x)
+    with pytest.raises(ShapeError, match=r"SparseConv3d.*3.*5"):
+        SparseConv3d(3, 4)(x)
+
+
+def test_inverse_without_down_raises():
+    x = SparseTensor(torch.tensor([[0, 2, 2, 2]]), torch.zeros(1, 3), stride=2)
+    with pytest.raises(ShapeError, match="inverse"):
+        SparseInverseConv3d(3, 4)(x)
+
+
+def test_one_vs_two_threads_identical():
+    coords = random_sites(2, (20, 20, 12), 0.2, 3)
+    torch.manual_seed(0)
+    net = _net(8)
+    f = torch.randn(len(coords), 8)
+    old = torch.get_num_threads()
+    res = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            fr = f.clone().requires_grad_()
+            out = _run(net, SparseTensor(coords, fr))
+            (out.feats**2).sum().backward()
+            res.append((out.feats.detach(), fr.grad, [p.grad.clone() for p in net.parameters()]))
+            net.zero_grad()
+    finally:
+        torch.set_num_threads(old)
+    torch.testing.assert_close(res[0][0], res[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(res[0][1], res[1][1], rtol=1e-5, atol=1e-5)
+    for a, b in zip(res[0][2], res[1][2]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_cache_builds_each_map_once():
+    coords = random_sites(2, (8, 8, 8), 0.3, 4)
+    x = SparseTensor(coords, torch.randn(len(coords), 3))
+    net = _net()
+    _run(net, x)
+    m = x.cache.get(("subm", 1, 3))
+    _run(net, x.replace(torch.randn(len(coords), 3)))
+    assert x.cache.get(("subm", 1, 3)) is m
