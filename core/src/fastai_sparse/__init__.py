@@ -1,0 +1,77 @@
+"""fastai-sparse: sparse convolutional networks on 3D data with fastai.
+
+The public API. Heavy modules (torch, fastai) are imported on first use of a name that
+needs them, so ``import fastai_sparse`` and ``fastai-sparse --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    # plugin system and registry
+    "hookimpl": "hookspecs",
+    "Factory": "registry",
+    "get_task": "registry",
+    "list_tasks": "registry",
+    "get_dataset": "registry",
+    "list_datasets": "registry",
+    "get_model": "registry",
+    "list_models": "registry",
+    "get_head": "registry",
+    "list_heads": "registry",
+    "get_metric": "registry",
+    "list_metrics": "registry",
+    "get_backend": "registry",
+    "list_backends": "registry",
+    "get_target_type": "registry",
+    "list_target_types": "registry",
+    "reload_plugins": "registry",
+    "Task": "task",
+    # errors
+    "FastaiSparseError": "errors",
+    "UnknownNameError": "errors",
+    "DuplicateNameError": "errors",
+    "PluginError": "errors",
+    "DataFormatError": "errors",
+    "ShapeError": "errors",
+    "ConformanceError": "errors",
+    # data
+    "PointCloud": "geometry",
+    "Mesh": "geometry",
+    "Boxes": "geometry",
+    "Keypoints": "geometry",
+    "load": "io",
+    "save": "io",
+    "Segmentation": "targets",
+    "Classification": "targets",
+    "Regression": "targets",
+    "BoundingBoxes": "targets",
+    "KeypointTarget": "targets",
+    "Voxelizer": "voxelize",
+    "SparseSample": "batch",
+    "SamplePipeline": "batch",
+    "collate": "batch",
+    # fastai glue
+    "sparse_dataloaders": "learner",
+    "sparse_learner": "learner",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastai_sparse' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,1 @@
+"""Core's built-in plugin: synthetic tasks, generic models, heads, metrics and backends."""

@@ -1,0 +1,259 @@
+"""The registry: every task, dataset, model, head, metric, target type and backend by name.
+
+Lookups load the plugins once, lazily, on first use::
+
+    >>> from fastai_sparse import get_task, list_tasks
+    >>> list_tasks("synthetic-*")          # doctest: +SKIP
+    ['synthetic-parts', 'synthetic-rooms-seg', ...]
+
+Names are lowercase words joined by dashes. ``get_*`` of an unknown name raises
+:class:`~fastai_sparse.errors.UnknownNameError` listing the closest names and any plugin that
+failed to load (its original error included, so a broken import is not hidden behind "not
+found"). ``list_*`` take shell-style wildcards.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import hookspecs, plugins
+from .errors import DuplicateNameError, PluginError, UnknownNameError
+
+__all__ = [
+    "Factory",
+    "Registry",
+    "default_registry",
+    "reload_plugins",
+    "resolve",
+    "KINDS",
+    "get_task",
+    "list_tasks",
+    "get_dataset",
+    "list_datasets",
+    "get_model",
+    "list_models",
+    "get_head",
+    "list_heads",
+    "get_metric",
+    "list_metrics",
+    "get_backend",
+    "list_backends",
+    "get_target_type",
+    "list_target_types",
+    "plugin_infos",
+]
+
+KINDS = tuple(hookspecs.HOOK_KINDS.values())
+_NAME = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
+
+
+def resolve(target: Any) -> Any:
+    """Resolve a ``"package.module:attr"`` string to the object; return anything else as is."""
+    if not isinstance(target, str):
+        return target
+    module, sep, attr = target.partition(":")
+    if not sep or not module or not attr:
+        raise PluginError(f"cannot resolve {target!r}: expected 'package.module:attribute'")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise PluginError(f"cannot resolve {target!r}: {module!r} has no attribute {attr!r}") from None
+    return obj
+
+
+class Factory:
+    """A named factory: a callable (or ``"module:attr"`` string, imported on first use) plus
+    default keyword arguments.
+
+    >>> f = Factory("unet-m16", "fastai_sparse.models:UNet", m=16)
+    >>> f.name, f.defaults
+    ('unet-m16', {'m': 16})
+
+    ``f(**kwargs)`` calls the target with ``{**defaults, **kwargs}``.
+    """
+
+    def __init__(self, name: str, target: Callable | str, *, description: str = "", **defaults: Any):
+        self.name, self.target, self.description, self.defaults = name, target, description, defaults
+
+    @property
+    def func(self) -> Callable:
+        return resolve(self.target)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **{**self.defaults, **kwargs})
+
+    def __repr__(self) -> str:
+        target = self.target if isinstance(self.target, str) else getattr(self.target, "__qualname__", self.target)
+        kw = "".join(f", {k}={v!r}" for k, v in self.defaults.items())
+        return f"Factory({self.name!r}, {target!r}{kw})"
+
+
+def _check_kind(kind: str, obj: Any) -> str:
+    """Validate an object registered under ``kind``; return its name."""
+    if kind == "task":
+        from .task import Task
+
+        if not isinstance(obj, Task):
+            raise PluginError(f"register_tasks expects Task objects, got {type(obj).__name__}")
+    elif kind in ("dataset", "model", "head", "metric"):
+        if not isinstance(obj, Factory):
+            raise PluginError(
+                f"register_{kind}s expects Factory(name, target, ...) objects, got {type(obj).__name__}"
+            )
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise PluginError(f"invalid {kind} name {name!r}: use lowercase letters, digits and dashes (e.g. 'my-task')")
+    return name
+
+
+class Registry:
+    """Objects of every kind by name, with the plugin that registered each.
+
+    Usually used through :func:`default_registry` and the ``get_*`` / ``list_*`` functions;
+    tests and the conformance kit build their own with :meth:`from_plugins`.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, tuple[Any, str]]] = {k: {} for k in KINDS}
+        self.plugins: list[plugins.PluginInfo] = []
+
+    # -- building ---------------------------------------------------------------------------
+    def add(self, kind: str, obj: Any, plugin: str = "user") -> None:
+        """Register ``obj`` under ``kind``; raises DuplicateNameError naming both plugins."""
+        if kind not in self._items:
+            raise ValueError(f"unknown registry kind {kind!r}; expected one of {', '.join(KINDS)}")
+        name = _check_kind(kind, obj)
+        if name in self._items[kind]:
+            other = self._items[kind][name][1]
+            raise DuplicateNameError(
+                f"{kind} {name!r} is registered twice: by plugin {other!r} and by plugin {plugin!r}"
+            )
+        self._items[kind][name] = (obj, plugin)
+
+    def _remove_plugin(self, plugin: str) -> None:
+        for items in self._items.values():
+            for name in [n for n, (_, p) in items.items() if p == plugin]:
+                del items[name]
+
+    @classmethod
+    def from_plugins(cls, infos: Iterable[plugins.PluginInfo], warn: bool = True) -> Registry:
+        """Run every registration hook of the given plugins, isolating failures per plugin."""
+        reg = cls()
+        pm = plugins.new_plugin_manager()
+        reg.plugins = list(infos)
+        usable = []
+        for info in reg.plugins:
+            if info.ok:
+                try:
+                    pm.register(info.obj, name=info.name)
+                    usable.append(info)
+                except Exception as exc:  # noqa: BLE001 - pluggy validation errors and others
+                    info.error = f"invalid hook implementation: {plugins._format_error(exc)}"
+        for info in usable:
+            others = [i.obj for i in usable if i is not info]
+            try:
+                for hook, kind in hookspecs.HOOK_KINDS.items():
+                    if hook not in info.hooks:
+                        continue
+                    added: list[str] = []
+
+                    def register(obj: Any, _kind: str = kind, _added: list = added) -> Any:
+                        reg.add(_kind, obj, info.name)
+                        _added.append(obj.name)
+                        return obj
+
+                    pm.subset_hook_caller(hook, remove_plugins=others)(register=register)
+                    if added:
+                        info.registered[kind] = added
+            except Exception as exc:  # noqa: BLE001 - isolate the plugin
+                reg._remove_plugin(info.name)
+                info.registered.clear()
+                info.error = plugins._format_error(exc)
+                info.error_detail = plugins.traceback.format_exc()
+        if warn:
+            for info in reg.plugins:
+                if not info.ok:
+                    plugins.warn_broken(info)
+        return reg
+
+    # -- queries ----------------------------------------------------------------------------
+    def get(self, kind: str, name: str) -> Any:
+        try:
+            return self._items[kind][name][0]
+        except KeyError:
+            if kind not in self._items:
+                raise ValueError(f"unknown registry kind {kind!r}; expected one of {', '.join(KINDS)}") from None
+            broken = {i.name: i.error for i in self.plugins if not i.ok}
+            raise UnknownNameError(kind, name, list(self._items[kind]), broken) from None
+
+    def list(self, kind: str, pattern: str = "*") -> list[str]:
+        if kind not in self._items:
+            raise ValueError(f"unknown registry kind {kind!r}; expected one of {', '.join(KINDS)}")
+        return sorted(n for n in self._items[kind] if fnmatch.fnmatchcase(n, pattern))
+
+    def owner(self, kind: str, name: str) -> str:
+        """The plugin that registered ``name``."""
+        self.get(kind, name)
+        return self._items[kind][name][1]
+
+
+
+_lock = threading.RLock()
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry, built on first use from the selected plugins."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = Registry.from_plugins(plugins.discovered())
+        return _default
+
+
+def reload_plugins() -> Registry:
+    """Forget the loaded plugins and load them again (e.g. after changing the env var)."""
+    global _default
+    with _lock:
+        _default = None
+        plugins.forget()
+        return default_registry()
+
+
+def plugin_infos() -> list[plugins.PluginInfo]:
+    """Every plugin considered by the default registry, broken ones included."""
+    return list(default_registry().plugins)
+
+
+def _pair(kind: str, doc: str):
+    def get(name: str):
+        return default_registry().get(kind, name)
+
+    def list_(pattern: str = "*") -> list[str]:
+        return default_registry().list(kind, pattern)
+
+    get.__doc__ = f"The registered {doc} named ``name``; UnknownNameError with suggestions otherwise."
+    list_.__doc__ = f"Sorted names of registered {doc}s matching the wildcard ``pattern``."
+    return get, list_
+
+
+get_task, list_tasks = _pair("task", "task")
+get_dataset, list_datasets = _pair("dataset", "dataset factory")
+get_model, list_models = _pair("model", "model factory")
+get_head, list_heads = _pair("head", "head factory")
+get_metric, list_metrics = _pair("metric", "metric factory")
+get_backend, list_backends = _pair("backend", "sparse convolution backend")
+get_target_type, list_target_types = _pair("target-type", "target type")
+for _f, _n in [(get_task, "get_task"), (list_tasks, "list_tasks"), (get_dataset, "get_dataset"),
+               (list_datasets, "list_datasets"), (get_model, "get_model"), (list_models, "list_models"),
+               (get_head, "get_head"), (list_heads, "list_heads"), (get_metric, "get_metric"),
+               (list_metrics, "list_metrics"), (get_backend, "get_backend"), (list_backends, "list_backends"),
+               (get_target_type, "get_target_type"), (list_target_types, "list_target_types")]:
+    _f.__name__ = _f.__qualname__ = _n

@@ -1,0 +1,248 @@
+"""Task: one object that says how to train on a kind of data.
+
+A task ties together a dataset factory, a target type, the training and validation
+transforms, a voxelizer, a backbone and a head (by registered name), a loss, metrics and
+default hyper-parameters. It is a plain Python object you can build by hand and print::
+
+    >>> from fastai_sparse import get_task
+    >>> task = get_task("synthetic-rooms-seg")        # doctest: +SKIP
+    >>> dls = task.dataloaders(bs=4)                    # doctest: +SKIP
+    >>> learn = task.learner(dls)                       # doctest: +SKIP
+    >>> learn.fit_one_cycle(5, 1e-2)                    # doctest: +SKIP
+
+``task.dataloaders`` and ``task.learner`` are thin wrappers over
+:func:`fastai_sparse.learner.sparse_dataloaders` and :func:`fastai_sparse.learner.sparse_learner`,
+which a user can also call directly with objects of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import FastaiSparseError
+
+__all__ = ["Task", "DEFAULTS"]
+
+#: Default hyper-parameters; a task overrides any of them in ``Task.defaults``.
+DEFAULTS: dict[str, Any] = {"bs": 8, "epochs": 10, "lr": 1e-3, "tta": 0, "num_workers": 0}
+
+
+def _describe(obj: Any) -> str:
+    if obj is None:
+        return "None"
+    if isinstance(obj, str):
+        return repr(obj)
+    name = getattr(obj, "name", None)
+    if isinstance(name, str) and not isinstance(obj, type):
+        return repr(obj) if len(repr(obj)) < 100 else f"<{type(obj).__name__} {name!r}>"
+    r = repr(obj)
+    return r if len(r) < 100 else f"<{getattr(obj, '__qualname__', type(obj).__name__)}>"
+
+
+@dataclass(eq=False, repr=False)
+class Task:
+    """How to train on one kind of data.
+
+    Args:
+        name: registry name, lowercase with dashes (``"scannet-seg"``).
+        target: a target type (``Segmentation``, ``Classification``, ``Regression``,
+            ``BoundingBoxes``, ``KeypointTarget``): checks samples, collates targets, gives
+            the default loss and metrics.
+        dataset: ``factory(split=..., root=..., **kwargs) -> Sequence[PointCloud | Mesh]``;
+            a callable, a :class:`~fastai_sparse.registry.Factory`, a ``"module:attr"``
+            string, or the name of a registered dataset.
+        description: one line shown by ``fastai-sparse tasks``.
+        train_transforms / valid_transforms: transforms applied to each sample (callables
+            ``(cloud, rng) -> cloud``); validation transforms must not add training noise.
+        voxelizer: a :class:`~fastai_sparse.voxelize.Voxelizer` (scale, features, grid).
+        model / model_kwargs: registered backbone name and its keyword arguments.
+        head / head_kwargs: registered head name (default: ``seg-linear`` for per-point
+            targets, ``cls-pool`` for per-sample ones) and its keyword arguments.
+        input_stage: optional registered model name run on per-point features before the
+            backbone (e.g. ``"vfe"``).
+        loss: loss callable ``(pred, y) -> scalar``; default ``target.loss_func()``.
+        metrics: registered metric names; default ``target.metrics``.
+        needs_root: whether ``dataloaders`` requires a data ``root`` (real datasets do).
+        splits: names of the training and validation splits given to the dataset factory.
+        defaults: hyper-parameters (``bs``, ``epochs``, ``lr``, ``tta``, ...) over :data:`DEFAULTS`.
+        prepare: optional ``prepare(root, **kwargs)`` run by ``fastai-sparse prepare``.
+        fixture: optional ``fixture(directory) -> root`` writing a tiny dataset in the real
+            file format, used by the conformance kit and tests.
+        class_colors: optional per-class RGB colours (uint8 [K, 3]) for predictions.
+    """
+
+    name: str
+    target: Any
+    dataset: Callable | str
+    description: str = ""
+    train_transforms: Sequence[Callable] = ()
+    valid_transforms: Sequence[Callable] = ()
+    voxelizer: Any = None
+    model: str = "unet-m16"
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    head: str | None = None
+    head_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    input_stage: str | None = None
+    loss: Callable | None = None
+    metrics: Sequence[str] | None = None
+    needs_root: bool = False
+    splits: tuple[str, str] = ("train", "valid")
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    prepare: Callable | None = None
+    fixture: Callable | None = None
+    class_colors: Any = None
+
+    def __post_init__(self):
+        self.defaults = {**DEFAULTS, **dict(self.defaults)}
+        self.model_kwargs = dict(self.model_kwargs)
+        self.head_kwargs = dict(self.head_kwargs)
+        self.train_transforms = list(self.train_transforms)
+        self.valid_transforms = list(self.valid_transforms)
+        if self.head is None:
+            self.head = "seg-linear" if getattr(self.target, "per", "point") == "point" else "cls-pool"
+
+    def __repr__(self) -> str:
+        lines = [f"Task({self.name!r}" + (f", {self.description!r}" if self.description else "")]
+        rows = [
+            ("target", _describe(self.target)),
+            ("dataset", _describe(self.dataset)),
+            ("train_transforms", "[" + ", ".join(_describe(t) for t in self.train_transforms) + "]"),
+            ("valid_transforms", "[" + ", ".join(_describe(t) for t in self.valid_transforms) + "]"),
+            ("voxelizer", _describe(self.voxelizer)),
+            ("model", f"{self.model!r} {self.model_kwargs or ''}".rstrip()),
+            ("head", f"{self.head!r} {self.head_kwargs or ''}".rstrip()),
+        ]
+        if self.input_stage:
+            rows.append(("input_stage", repr(self.input_stage)))
+        rows += [
+            ("loss", _describe(self.loss) if self.loss else "target default"),
+            ("metrics", repr(list(self.metric_names))),
+            ("defaults", repr(dict(self.defaults))),
+        ]
+        return "\n".join(lines + [f"  {k}: {v}" for k, v in rows]) + "\n)"
+
+    # -- pieces ---------------------------------------------------------------------------------
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.metrics if self.metrics is not None else getattr(self.target, "metrics", ()))
+
+    @property
+    def class_names(self) -> list[str] | None:
+        classes = getattr(self.target, "classes", None)
+        return list(classes) if classes is not None else None
+
+    def dataset_factory(self, registry=None) -> Callable:
+        from .registry import Factory, default_registry, resolve
+
+        ds = self.dataset
+        if isinstance(ds, str) and ":" not in ds:
+            return (registry or default_registry()).get("dataset", ds)
+        if isinstance(ds, Factory):
+            return ds
+        return resolve(ds)
+
+    def datasets(self, root: str | Path | None = None, registry=None, **kwargs: Any) -> dict[str, Sequence]:
+        """The training and validation datasets: ``{"train": seq, "valid": seq}``."""
+        if self.needs_root and root is None:
+            raise FastaiSparseError(
+                f"task {self.name!r} reads a dataset from disk: pass root=<the dataset folder> "
+                f"(or --root on the command line)"
+            )
+        factory = self.dataset_factory(registry)
+        extra = {} if root is None else {"root": root}
+        train_split, valid_split = self.splits
+        return {
+            "train": factory(split=train_split, **extra, **kwargs),
+            "valid": factory(split=valid_split, **extra, **kwargs),
+        }
+
+    def make_voxelizer(self):
+        if self.voxelizer is not None:
+            return self.voxelizer
+        from .voxelize import Voxelizer
+
+        return Voxelizer()
+
+    def pipeline(self, train: bool):
+        """The per-sample pipeline ``(cloud, rng) -> SparseSample`` for training or validation."""
+        from .batch import SamplePipeline
+        from .transforms import Compose
+
+        tfms = self.train_transforms if train else self.valid_transforms
+        return SamplePipeline(Compose(list(tfms)), self.make_voxelizer(), self.target)
+
+    def build_model(self, in_channels: int, registry=None, **model_kwargs: Any):
+        """A :class:`~fastai_sparse.models.SparseModel`: backbone + head (+ input stage)."""
+        from .models import SparseModel
+        from .registry import default_registry
+
+        reg = registry or default_registry()
+        input_stage = None
+        if self.input_stage:
+            input_stage = reg.get("model", self.input_stage)(in_channels=in_channels)
+            in_channels = input_stage.out_channels
+        backbone = reg.get("model", self.model)(in_channels=in_channels, **{**self.model_kwargs, **model_kwargs})
+        head = reg.get("head", self.head)(
+            in_channels=backbone.out_channels, num_outputs=self.target.num_outputs, **self.head_kwargs
+        )
+        return SparseModel(backbone, head, input_stage=input_stage)
+
+    def build_metrics(self, registry=None) -> list:
+        from .registry import default_registry
+
+        reg = registry or default_registry()
+        return [reg.get("metric", n)(self.target) for n in self.metric_names]
+
+    def loss_func(self) -> Callable:
+        return self.loss if self.loss is not None else self.target.loss_func()
+
+    # -- fastai -------------------------------------------------------------------------------
+    def dataloaders(
+        self,
+        root: str | Path | None = None,
+        bs: int | None = None,
+        *,
+        valid_bs: int | None = None,
+        num_workers: int | None = None,
+        seed: int = 0,
+        path: str | Path | None = None,
+        device: Any = None,
+        **dataset_kwargs: Any,
+    ):
+        """fastai ``DataLoaders`` of sparse batches for this task."""
+        from .learner import sparse_dataloaders
+
+        ds = self.datasets(root, **dataset_kwargs)
+        return sparse_dataloaders(
+            ds["train"],
+            ds["valid"],
+            self.pipeline(train=True),
+            self.pipeline(train=False),
+            self.target,
+            bs=bs or self.defaults["bs"],
+            valid_bs=valid_bs,
+            num_workers=self.defaults["num_workers"] if num_workers is None else num_workers,
+            seed=seed,
+            path=path if path is not None else (root if root is not None else "."),
+            device=device,
+        )
+
+    def learner(self, dls, model=None, *, path: str | Path | None = None, **kwargs: Any):
+        """A fastai ``Learner`` for this task on ``dls`` (model built from the registry)."""
+        from .learner import sparse_learner
+
+        if model is None:
+            x, _ = dls.one_batch()
+            model = self.build_model(int(x["feats"].shape[1]))
+        return sparse_learner(
+            dls,
+            model,
+            loss_func=kwargs.pop("loss_func", None) or self.loss_func(),
+            metrics=kwargs.pop("metrics", None) or self.build_metrics(),
+            path=path if path is not None else dls.path,
+            task=self,
+            **kwargs,
+        )
