@@ -98,13 +98,19 @@ def tasks(pattern: str, as_json: bool):
     if not rows:
         click.echo(f"no task matches {pattern!r}")
         return
-    click.echo(_table([[r["name"], r["plugin"], r["target"], r["description"]] for r in rows],
-                      ["task", "plugin", "target", "description"]))
+    click.echo(
+        _table(
+            [[r["name"], r["plugin"], r["target"], r["description"]] for r in rows],
+            ["task", "plugin", "target", "description"],
+        )
+    )
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--requirements", is_flag=True, help="Print installed plugin distributions as name==version lines.")
+@click.option(
+    "--requirements", is_flag=True, help="Print installed plugin distributions as name==version lines."
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks of broken plugins.")
 def plugins(as_json: bool, requirements: bool, verbose: bool):
     """List installed plugins: version, hooks, what they registered, broken ones."""
@@ -118,7 +124,9 @@ def plugins(as_json: bool, requirements: bool, verbose: bool):
     rows = []
     for i in infos:
         counts = ", ".join(f"{len(v)} {k}s" for k, v in i.registered.items())
-        rows.append([i.name, i.version or "-", "ok" if i.ok else "BROKEN", ", ".join(i.hooks) or "-", counts or "-"])
+        rows.append(
+            [i.name, i.version or "-", "ok" if i.ok else "BROKEN", ", ".join(i.hooks) or "-", counts or "-"]
+        )
     click.echo(_table(rows, ["plugin", "version", "status", "hooks", "registered"]))
     broken = [i for i in infos if not i.ok]
     for i in broken:
@@ -127,8 +135,15 @@ def plugins(as_json: bool, requirements: bool, verbose: bool):
             click.echo(i.error_detail.rstrip())
 
 
-_KINDS = {"datasets": "dataset", "models": "model", "heads": "head", "metrics": "metric", "backends": "backend",
-          "target-types": "target-type", "tasks": "task"}
+_KINDS = {
+    "datasets": "dataset",
+    "models": "model",
+    "heads": "head",
+    "metrics": "metric",
+    "backends": "backend",
+    "target-types": "target-type",
+    "tasks": "task",
+}
 
 
 @main.command(name="list")
@@ -142,7 +157,11 @@ def list_(kind: str, pattern: str, as_json: bool):
     rows = []
     for name in reg.list(k, pattern):
         obj = reg.get(k, name)
-        row = {"name": name, "plugin": reg.owner(k, name), "description": getattr(obj, "description", "") or ""}
+        row = {
+            "name": name,
+            "plugin": reg.owner(k, name),
+            "description": getattr(obj, "description", "") or "",
+        }
         if k == "backend":
             row["available"] = bool(obj.available())
         rows.append(row)
@@ -154,7 +173,9 @@ def list_(kind: str, pattern: str, as_json: bool):
 
 @main.command()
 @click.argument("pattern", default="*")
-@click.option("--in-channels", default=3, show_default=True, help="Input feature channels used to build each model.")
+@click.option(
+    "--in-channels", default=3, show_default=True, help="Input feature channels used to build each model."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(pattern: str, in_channels: int, as_json: bool):
     """List registered backbones with their parameter counts."""
@@ -166,20 +187,45 @@ def models(pattern: str, in_channels: int, as_json: bool):
             model = factory(in_channels=in_channels)
             params = sum(p.numel() for p in model.parameters())
             error = None
-        except Exception as exc:  # noqa: BLE001 - shown, not fatal
+        except Exception as exc:
             params, error = None, f"{type(exc).__name__}: {exc}"
-        rows.append({"name": name, "plugin": reg.owner("model", name), "params": params,
-                     "description": factory.description, "error": error})
+        rows.append(
+            {
+                "name": name,
+                "plugin": reg.owner("model", name),
+                "params": params,
+                "description": factory.description,
+                "error": error,
+            }
+        )
     if as_json:
         return _echo_json(rows)
-    click.echo(_table([[r["name"], r["plugin"], f"{r['params']:,}" if r["params"] is not None else r["error"],
-                        r["description"]] for r in rows], ["model", "plugin", "parameters", "description"]))
+    click.echo(
+        _table(
+            [
+                [
+                    r["name"],
+                    r["plugin"],
+                    f"{r['params']:,}" if r["params"] is not None else r["error"],
+                    r["description"],
+                ]
+                for r in rows
+            ],
+            ["model", "plugin", "parameters", "description"],
+        )
+    )
 
 
 # -- work ------------------------------------------------------------------------------------
 @main.command()
-@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("demo-report"), show_default=True,
-              help="Report folder (HTML report, PNGs, metrics JSON, exported model).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=Path("demo-report"),
+    show_default=True,
+    help="Report folder (HTML report, PNGs, metrics JSON, exported model).",
+)
 @click.option("--epochs", type=int, default=None, help="Training epochs (default: the demo's tuned value).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="A very short run (smoke test): tiny data, one epoch.")
@@ -209,16 +255,32 @@ def train(task_name, root, out, epochs, bs, lr, workers, seed, resume, quiet):
     from .training import train_task
 
     task = get_task(task_name)
-    result = train_task(task, root=root, out=out or Path("runs") / task_name, epochs=epochs, bs=bs, lr=lr,
-                        num_workers=workers, seed=seed, resume=resume, quiet=quiet)
+    result = train_task(
+        task,
+        root=root,
+        out=out or Path("runs") / task_name,
+        epochs=epochs,
+        bs=bs,
+        lr=lr,
+        num_workers=workers,
+        seed=seed,
+        resume=resume,
+        quiet=quiet,
+    )
     click.echo(json.dumps(result.get("metrics", {}), indent=2, default=str))
 
 
 @main.command()
 @click.argument("task_name", metavar="TASK")
-@click.option("--root", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
-              help="Dataset folder as downloaded.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Cache folder (default: ROOT/cache).")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    required=True,
+    help="Dataset folder as downloaded.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Cache folder (default: ROOT/cache)."
+)
 @click.option("--jobs", "-j", type=int, default=2, show_default=True, help="Parallel worker processes.")
 @click.option("--skip-bad", is_flag=True, help="Skip invalid items with a warning and a count at the end.")
 def prepare(task_name, root, out, jobs, skip_bad):
@@ -234,14 +296,31 @@ def prepare(task_name, root, out, jobs, skip_bad):
 
 @main.command()
 @click.argument("task_name", metavar="TASK")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path, exists=True),
-              help="Weights file written by `train`, `demo` or learn.save_weights.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
-              help="Output file (one input) or folder (several inputs).")
+@click.argument(
+    "inputs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False)
+)
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Weights file written by `train`, `demo` or learn.save_weights.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file (one input) or folder (several inputs).",
+)
 @click.option("--tta", type=int, default=None, help="Number of augmented passes to average.")
-@click.option("--format", "fmt", type=click.Choice(["ply", "txt", "json", "npz"]), default=None,
-              help="Output format (default: from the output name, else ply for per-point tasks).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ply", "txt", "json", "npz"]),
+    default=None,
+    help="Output format (default: from the output name, else ply for per-point tasks).",
+)
 def predict(task_name, inputs, model_path, out, tta, fmt):
     """Predict with a trained model on INPUT files; write one prediction per point or vertex."""
     from .prediction import predict_files

@@ -10,13 +10,13 @@ from __future__ import annotations
 import difflib
 
 __all__ = [
-    "FastaiSparseError",
-    "UnknownNameError",
-    "DuplicateNameError",
-    "PluginError",
-    "DataFormatError",
-    "ShapeError",
     "ConformanceError",
+    "DataFormatError",
+    "DuplicateNameError",
+    "FastaiSparseError",
+    "PluginError",
+    "ShapeError",
+    "UnknownNameError",
 ]
 
 

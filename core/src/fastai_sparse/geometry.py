@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import DataFormatError, ShapeError
 
-__all__ = ["PointCloud", "Mesh", "Boxes", "Keypoints", "PointMap", "jacobian"]
+__all__ = ["Boxes", "Keypoints", "Mesh", "PointCloud", "PointMap", "jacobian"]
 
 #: A point map: float [K, 3] -> float [K, 3].
 PointMap = Callable[[np.ndarray], np.ndarray]
@@ -44,8 +44,9 @@ def jacobian(fn: PointMap, pts: np.ndarray, eps: float = _JAC_EPS) -> np.ndarray
     return np.transpose(jac, (1, 2, 0))
 
 
-def _transform_vectors(vectors: np.ndarray, linear: np.ndarray | None, jac: np.ndarray | None,
-                       normal: bool) -> np.ndarray:
+def _transform_vectors(
+    vectors: np.ndarray, linear: np.ndarray | None, jac: np.ndarray | None, normal: bool
+) -> np.ndarray:
     """Transform direction vectors [K, 3] by a linear map (or per-point Jacobians).
 
     Normals use the inverse-transpose; plain directions (axes) use the map itself. The result
@@ -121,11 +122,20 @@ class Boxes:
         if len(self) == 0:
             return self
         centers = np.asarray(fn(self.centers.astype(np.float64)), np.float64)
-        jac = (np.broadcast_to(np.asarray(linear, np.float64), (len(self), 3, 3)) if linear is not None
-               else jacobian(fn, self.centers))
+        jac = (
+            np.broadcast_to(np.asarray(linear, np.float64), (len(self), 3, 3))
+            if linear is not None
+            else jacobian(fn, self.centers)
+        )
         c, s = np.cos(self.yaw), np.sin(self.yaw)
-        axes = np.stack([np.stack([c, s, 0 * c], -1), np.stack([-s, c, 0 * c], -1),
-                         np.tile([0.0, 0.0, 1.0], (len(self), 1))], 1)  # [K, 3 axes, 3]
+        axes = np.stack(
+            [
+                np.stack([c, s, 0 * c], -1),
+                np.stack([-s, c, 0 * c], -1),
+                np.tile([0.0, 0.0, 1.0], (len(self), 1)),
+            ],
+            1,
+        )  # [K, 3 axes, 3]
         mapped = np.einsum("kij,kaj->kai", jac, axes)
         lengths = np.linalg.norm(mapped, axis=2)
         yaw = np.arctan2(mapped[:, 0, 1], mapped[:, 0, 0])
@@ -151,8 +161,11 @@ class Keypoints:
             self.axes = np.asarray(self.axes, dtype=np.float32).reshape(-1, 3)
             if len(self.axes) != k:
                 raise ShapeError(f"Keypoints: axes has {len(self.axes)} rows, points has {k}")
-        self.labels = (np.arange(k, dtype=np.int64) if self.labels is None
-                       else np.asarray(self.labels, dtype=np.int64).reshape(-1))
+        self.labels = (
+            np.arange(k, dtype=np.int64)
+            if self.labels is None
+            else np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        )
         if len(self.labels) != k:
             raise ShapeError(f"Keypoints: labels has {len(self.labels)} rows, points has {k}")
         if k and not np.isfinite(self.points).all():
@@ -178,7 +191,8 @@ def _check_per_point(name: str, arr: np.ndarray, n: int, path: Any = None) -> np
     if arr.ndim == 0 or len(arr) != n:
         got = "a scalar" if arr.ndim == 0 else f"{len(arr)} rows"
         raise ShapeError(
-            (f"{path}: " if path else "") + f"per-point attribute {name!r} has {got}, expected {n} (one per point)"
+            (f"{path}: " if path else "")
+            + f"per-point attribute {name!r} has {got}, expected {n} (one per point)"
         )
     return arr
 
@@ -207,7 +221,9 @@ class PointCloud:
         xyz = np.asarray(self.xyz)
         path = self.meta.get("path")
         if xyz.ndim != 2 or xyz.shape[1] != 3:
-            raise ShapeError((f"{path}: " if path else "") + f"xyz must have shape [N, 3], got {list(xyz.shape)}")
+            raise ShapeError(
+                (f"{path}: " if path else "") + f"xyz must have shape [N, 3], got {list(xyz.shape)}"
+            )
         self.xyz = xyz.astype(np.float32, copy=False)
         self.attrs = {k: _check_per_point(k, v, len(self.xyz), path) for k, v in dict(self.attrs).items()}
         self.meta = dict(self.meta)
@@ -258,7 +274,8 @@ class PointCloud:
             i = int(np.flatnonzero(bad)[0])
             raise DataFormatError(
                 f"{int(bad.sum())} point(s) have non-finite coordinates (first: point {i} = {self.xyz[i].tolist()})",
-                path=self.meta.get("path"), field="xyz",
+                path=self.meta.get("path"),
+                field="xyz",
             )
         return self
 
@@ -284,28 +301,38 @@ class Mesh:
         path = self.meta.get("path")
         v = np.asarray(self.vertices)
         if v.ndim != 2 or v.shape[1] != 3:
-            raise ShapeError((f"{path}: " if path else "") + f"vertices must have shape [V, 3], got {list(v.shape)}")
+            raise ShapeError(
+                (f"{path}: " if path else "") + f"vertices must have shape [V, 3], got {list(v.shape)}"
+            )
         f = np.asarray(self.faces)
         if f.size == 0:
             f = f.reshape(0, 3)
         if f.ndim != 2 or f.shape[1] != 3:
-            raise ShapeError((f"{path}: " if path else "") + f"faces must have shape [F, 3], got {list(f.shape)}")
+            raise ShapeError(
+                (f"{path}: " if path else "") + f"faces must have shape [F, 3], got {list(f.shape)}"
+            )
         self.vertices = v.astype(np.float32, copy=False)
         self.faces = f.astype(np.int64, copy=False)
         if len(self.faces) and (self.faces.min() < 0 or self.faces.max() >= len(self.vertices)):
             bad = int(np.flatnonzero((self.faces < 0).any(1) | (self.faces >= len(self.vertices)).any(1))[0])
             raise DataFormatError(
                 f"face {bad} has vertex indices {self.faces[bad].tolist()}, expected 0..{len(self.vertices) - 1}",
-                path=path, field="faces",
+                path=path,
+                field="faces",
             )
-        self.vertex_attrs = {k: _check_per_point(k, a, len(self.vertices), path)
-                             for k, a in dict(self.vertex_attrs).items()}
-        self.face_attrs = {k: _check_per_point(k, a, len(self.faces), path) for k, a in dict(self.face_attrs).items()}
+        self.vertex_attrs = {
+            k: _check_per_point(k, a, len(self.vertices), path) for k, a in dict(self.vertex_attrs).items()
+        }
+        self.face_attrs = {
+            k: _check_per_point(k, a, len(self.faces), path) for k, a in dict(self.face_attrs).items()
+        }
         self.meta = dict(self.meta)
 
     def __repr__(self) -> str:
-        return (f"Mesh(vertices={len(self.vertices)}, faces={len(self.faces)}, "
-                f"vertex_attrs={sorted(self.vertex_attrs)}, face_attrs={sorted(self.face_attrs)})")
+        return (
+            f"Mesh(vertices={len(self.vertices)}, faces={len(self.faces)}, "
+            f"vertex_attrs={sorted(self.vertex_attrs)}, face_attrs={sorted(self.face_attrs)})"
+        )
 
     def replace(self, **changes) -> Mesh:
         return dataclasses.replace(self, **changes)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import pluggy
 
-__all__ = ["hookspec", "hookimpl", "PROJECT", "HOOK_KINDS"]
+__all__ = ["HOOK_KINDS", "PROJECT", "hookimpl", "hookspec"]
 
 PROJECT = "fastai_sparse"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -35,10 +35,10 @@ from . import hookspecs
 from .errors import PluginError
 
 __all__ = [
+    "BUILTIN_NAME",
     "ENTRY_POINT_GROUP",
     "ENV_PLUGINS",
     "ENV_TRACE",
-    "BUILTIN_NAME",
     "PluginInfo",
     "PluginLoadWarning",
     "discover",
@@ -126,7 +126,9 @@ def _check_hook_names(info: PluginInfo, known: Iterable[str]) -> None:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known hooks: {', '.join(known)}"
-            raise PluginError(f"plugin {info.name!r} implements {name!r}, which is not a fastai-sparse hook{hint}")
+            raise PluginError(
+                f"plugin {info.name!r} implements {name!r}, which is not a fastai-sparse hook{hint}"
+            )
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -141,7 +143,7 @@ def new_plugin_manager() -> pluggy.PluginManager:
 def _load(info: PluginInfo, loader) -> None:
     try:
         obj = loader()
-    except Exception as exc:  # noqa: BLE001 - any import failure is isolated
+    except Exception as exc:
         info.error = f"failed to import {info.module!r}: {_format_error(exc)}"
         info.error_detail = traceback.format_exc()
         return
@@ -231,8 +233,8 @@ def install_commands(cli: Any, infos: list[PluginInfo]) -> None:
             continue
         before = set(getattr(cli, "commands", {}))
         try:
-            getattr(info.obj, "register_commands")(cli=cli)
-        except Exception as exc:  # noqa: BLE001 - isolate the plugin
+            info.obj.register_commands(cli=cli)
+        except Exception as exc:
             for name in set(getattr(cli, "commands", {})) - before:
                 cli.commands.pop(name, None)
             info.error = f"register_commands failed: {_format_error(exc)}"
@@ -245,5 +247,3 @@ def _version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
-
-

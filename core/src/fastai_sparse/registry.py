@@ -25,27 +25,27 @@ from . import hookspecs, plugins
 from .errors import DuplicateNameError, PluginError, UnknownNameError
 
 __all__ = [
+    "KINDS",
     "Factory",
     "Registry",
     "default_registry",
+    "get_backend",
+    "get_dataset",
+    "get_head",
+    "get_metric",
+    "get_model",
+    "get_target_type",
+    "get_task",
+    "list_backends",
+    "list_datasets",
+    "list_heads",
+    "list_metrics",
+    "list_models",
+    "list_target_types",
+    "list_tasks",
+    "plugin_infos",
     "reload_plugins",
     "resolve",
-    "KINDS",
-    "get_task",
-    "list_tasks",
-    "get_dataset",
-    "list_datasets",
-    "get_model",
-    "list_models",
-    "get_head",
-    "list_heads",
-    "get_metric",
-    "list_metrics",
-    "get_backend",
-    "list_backends",
-    "get_target_type",
-    "list_target_types",
-    "plugin_infos",
 ]
 
 KINDS = tuple(hookspecs.HOOK_KINDS.values())
@@ -90,7 +90,9 @@ class Factory:
         return self.func(*args, **{**self.defaults, **kwargs})
 
     def __repr__(self) -> str:
-        target = self.target if isinstance(self.target, str) else getattr(self.target, "__qualname__", self.target)
+        target = (
+            self.target if isinstance(self.target, str) else getattr(self.target, "__qualname__", self.target)
+        )
         kw = "".join(f", {k}={v!r}" for k, v in self.defaults.items())
         return f"Factory({self.name!r}, {target!r}{kw})"
 
@@ -102,14 +104,15 @@ def _check_kind(kind: str, obj: Any) -> str:
 
         if not isinstance(obj, Task):
             raise PluginError(f"register_tasks expects Task objects, got {type(obj).__name__}")
-    elif kind in ("dataset", "model", "head", "metric"):
-        if not isinstance(obj, Factory):
-            raise PluginError(
-                f"register_{kind}s expects Factory(name, target, ...) objects, got {type(obj).__name__}"
-            )
+    elif kind in ("dataset", "model", "head", "metric") and not isinstance(obj, Factory):
+        raise PluginError(
+            f"register_{kind}s expects Factory(name, target, ...) objects, got {type(obj).__name__}"
+        )
     name = getattr(obj, "name", None)
     if not isinstance(name, str) or not _NAME.match(name):
-        raise PluginError(f"invalid {kind} name {name!r}: use lowercase letters, digits and dashes (e.g. 'my-task')")
+        raise PluginError(
+            f"invalid {kind} name {name!r}: use lowercase letters, digits and dashes (e.g. 'my-task')"
+        )
     return name
 
 
@@ -154,7 +157,7 @@ class Registry:
                 try:
                     pm.register(info.obj, name=info.name)
                     usable.append(info)
-                except Exception as exc:  # noqa: BLE001 - pluggy validation errors and others
+                except Exception as exc:
                     info.error = f"invalid hook implementation: {plugins._format_error(exc)}"
         for info in usable:
             others = [i.obj for i in usable if i is not info]
@@ -164,15 +167,17 @@ class Registry:
                         continue
                     added: list[str] = []
 
-                    def register(obj: Any, _kind: str = kind, _added: list = added) -> Any:
-                        reg.add(_kind, obj, info.name)
+                    def register(
+                        obj: Any, _kind: str = kind, _added: list = added, _plugin: str = info.name
+                    ) -> Any:
+                        reg.add(_kind, obj, _plugin)
                         _added.append(obj.name)
                         return obj
 
                     pm.subset_hook_caller(hook, remove_plugins=others)(register=register)
                     if added:
                         info.registered[kind] = added
-            except Exception as exc:  # noqa: BLE001 - isolate the plugin
+            except Exception as exc:
                 reg._remove_plugin(info.name)
                 info.registered.clear()
                 info.error = plugins._format_error(exc)
@@ -189,7 +194,9 @@ class Registry:
             return self._items[kind][name][0]
         except KeyError:
             if kind not in self._items:
-                raise ValueError(f"unknown registry kind {kind!r}; expected one of {', '.join(KINDS)}") from None
+                raise ValueError(
+                    f"unknown registry kind {kind!r}; expected one of {', '.join(KINDS)}"
+                ) from None
             broken = {i.name: i.error for i in self.plugins if not i.ok}
             raise UnknownNameError(kind, name, list(self._items[kind]), broken) from None
 
@@ -202,7 +209,6 @@ class Registry:
         """The plugin that registered ``name``."""
         self.get(kind, name)
         return self._items[kind][name][1]
-
 
 
 _lock = threading.RLock()
@@ -251,9 +257,20 @@ get_head, list_heads = _pair("head", "head factory")
 get_metric, list_metrics = _pair("metric", "metric factory")
 get_backend, list_backends = _pair("backend", "sparse convolution backend")
 get_target_type, list_target_types = _pair("target-type", "target type")
-for _f, _n in [(get_task, "get_task"), (list_tasks, "list_tasks"), (get_dataset, "get_dataset"),
-               (list_datasets, "list_datasets"), (get_model, "get_model"), (list_models, "list_models"),
-               (get_head, "get_head"), (list_heads, "list_heads"), (get_metric, "get_metric"),
-               (list_metrics, "list_metrics"), (get_backend, "get_backend"), (list_backends, "list_backends"),
-               (get_target_type, "get_target_type"), (list_target_types, "list_target_types")]:
+for _f, _n in [
+    (get_task, "get_task"),
+    (list_tasks, "list_tasks"),
+    (get_dataset, "get_dataset"),
+    (list_datasets, "list_datasets"),
+    (get_model, "get_model"),
+    (list_models, "list_models"),
+    (get_head, "get_head"),
+    (list_heads, "list_heads"),
+    (get_metric, "get_metric"),
+    (list_metrics, "list_metrics"),
+    (get_backend, "get_backend"),
+    (list_backends, "list_backends"),
+    (get_target_type, "get_target_type"),
+    (list_target_types, "list_target_types"),
+]:
     _f.__name__ = _f.__qualname__ = _n

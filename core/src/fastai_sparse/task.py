@@ -24,7 +24,7 @@ from typing import Any
 
 from .errors import FastaiSparseError
 
-__all__ = ["Task", "DEFAULTS"]
+__all__ = ["DEFAULTS", "Task"]
 
 #: Default hyper-parameters; a task overrides any of them in ``Task.defaults``.
 DEFAULTS: dict[str, Any] = {"bs": 8, "epochs": 10, "lr": 1e-3, "tta": 0, "num_workers": 0}
@@ -184,7 +184,9 @@ class Task:
         if self.input_stage:
             input_stage = reg.get("model", self.input_stage)(in_channels=in_channels)
             in_channels = input_stage.out_channels
-        backbone = reg.get("model", self.model)(in_channels=in_channels, **{**self.model_kwargs, **model_kwargs})
+        backbone = reg.get("model", self.model)(
+            in_channels=in_channels, **{**self.model_kwargs, **model_kwargs}
+        )
         head = reg.get("head", self.head)(
             in_channels=backbone.out_channels, num_outputs=self.target.num_outputs, **self.head_kwargs
         )

@@ -31,7 +31,7 @@ from . import plugins as _plugins
 from .errors import ConformanceError, FastaiSparseError
 from .registry import Factory, Registry
 
-__all__ = ["check_plugin", "check_task", "registry_with", "ConformanceError"]
+__all__ = ["ConformanceError", "check_plugin", "check_task", "registry_with"]
 
 
 def _fail(where: str, what: str, cause: BaseException | None = None) -> ConformanceError:
@@ -83,32 +83,42 @@ def check_plugin(
     Returns a summary: ``{"plugin": name, "registered": {kind: [names]}, "tasks": {name: {...}}}``.
     """
     reg = registry_with(plugin)
-    name = plugin[0] if isinstance(plugin, tuple) else (plugin if isinstance(plugin, str) else plugin.__name__)
+    name = (
+        plugin[0] if isinstance(plugin, tuple) else (plugin if isinstance(plugin, str) else plugin.__name__)
+    )
     info = next((i for i in reg.plugins if i.name == name or i.module == name), None)
     if info is None:
-        raise _fail(f"plugin {name!r}", "was not found: not an installed entry point nor an importable module")
+        raise _fail(
+            f"plugin {name!r}", "was not found: not an installed entry point nor an importable module"
+        )
     if not info.ok:
         raise _fail(f"plugin {name!r}", f"failed to load: {info.error}")
     builtin = next(i for i in reg.plugins if i.name == _plugins.BUILTIN_NAME)
     if not builtin.ok:
         raise _fail("core built-in plugin", f"failed to load: {builtin.error}")
     if not info.registered and "register_commands" not in info.hooks:
-        raise _fail(f"plugin {name!r}", "registered nothing: implement at least one register_* hook "
-                    f"(it implements {info.hooks or 'no hooks'})")
+        raise _fail(
+            f"plugin {name!r}",
+            "registered nothing: implement at least one register_* hook "
+            f"(it implements {info.hooks or 'no hooks'})",
+        )
     for kind, names in info.registered.items():
         for n in names:
             obj = reg.get(kind, n)
             if isinstance(obj, Factory):
                 try:
-                    obj.func
-                except Exception as exc:  # noqa: BLE001
-                    raise _fail(f"{kind} {n!r}", f"its factory {obj.target!r} cannot be imported", exc) from exc
+                    _ = obj.func
+                except Exception as exc:
+                    raise _fail(
+                        f"{kind} {n!r}", f"its factory {obj.target!r} cannot be imported", exc
+                    ) from exc
     summary: dict[str, Any] = {"plugin": info.name, "registered": dict(info.registered), "tasks": {}}
     for task_name in info.registered.get("task", []):
         if tasks is not None and task_name not in tasks:
             continue
-        summary["tasks"][task_name] = check_task(reg.get("task", task_name), registry=reg, root=root,
-                                                 max_items=max_items)
+        summary["tasks"][task_name] = check_task(
+            reg.get("task", task_name), registry=reg, root=root, max_items=max_items
+        )
     return summary
 
 
@@ -118,20 +128,23 @@ def _task_root(task, root, tmp: Path) -> Path | None:
     if root is not None:
         return Path(root)
     if task.fixture is None:
-        raise _fail(f"task {task.name!r}", "needs a data root but defines no `fixture` to make a small one; "
-                    "give Task(fixture=...) or pass root=")
+        raise _fail(
+            f"task {task.name!r}",
+            "needs a data root but defines no `fixture` to make a small one; "
+            "give Task(fixture=...) or pass root=",
+        )
     try:
         made = task.fixture(tmp)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _fail(f"task {task.name!r}", "its fixture failed", exc) from exc
     return Path(made) if made is not None else tmp
 
 
-def check_task(task, *, registry: Registry | None = None, root: str | Path | None = None,
-               max_items: int = 2) -> dict[str, Any]:
+def check_task(
+    task, *, registry: Registry | None = None, root: str | Path | None = None, max_items: int = 2
+) -> dict[str, Any]:
     """Check one task end to end on a couple of samples (see the module docstring)."""
     import numpy as np
-    import torch
 
     from .batch import collate
     from .geometry import Mesh, PointCloud
@@ -141,7 +154,7 @@ def check_task(task, *, registry: Registry | None = None, root: str | Path | Non
         data_root = _task_root(task, root, Path(tmp))
         try:
             ds = task.datasets(data_root, registry=registry)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _fail(where, "building its datasets failed", exc) from exc
         result: dict[str, Any] = {}
         for split, train in (("train", True), ("valid", False)):
@@ -149,7 +162,9 @@ def check_task(task, *, registry: Registry | None = None, root: str | Path | Non
             try:
                 n = len(items)
             except TypeError as exc:
-                raise _fail(where, f"the {split} dataset has no len(); datasets must be sequences", exc) from exc
+                raise _fail(
+                    where, f"the {split} dataset has no len(); datasets must be sequences", exc
+                ) from exc
             if n == 0:
                 raise _fail(where, f"the {split} dataset is empty")
             pipeline = task.pipeline(train=train)
@@ -157,10 +172,12 @@ def check_task(task, *, registry: Registry | None = None, root: str | Path | Non
             for i in range(min(max_items, n)):
                 try:
                     item = items[i]
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise _fail(where, f"reading {split} item {i} failed", exc) from exc
                 if not isinstance(item, (PointCloud, Mesh)):
-                    raise _fail(where, f"{split} item {i} is a {type(item).__name__}; expected PointCloud or Mesh")
+                    raise _fail(
+                        where, f"{split} item {i} is a {type(item).__name__}; expected PointCloud or Mesh"
+                    )
                 try:
                     sample = pipeline(item, np.random.default_rng(i))
                 except FastaiSparseError as exc:
@@ -169,8 +186,12 @@ def check_task(task, *, registry: Registry | None = None, root: str | Path | Non
                 samples.append(sample)
             x, y = collate(samples, task.target)
             out = _check_model(where, task, registry, x, y, samples)
-            result[split] = {"items": n, "voxels": int(x["coords"].shape[0]),
-                             "points": int(x["inverse"].shape[0]), "outputs": list(out.shape)}
+            result[split] = {
+                "items": n,
+                "voxels": int(x["coords"].shape[0]),
+                "points": int(x["inverse"].shape[0]),
+                "outputs": list(out.shape),
+            }
         return result
 
 
@@ -183,8 +204,11 @@ def _check_sample(where: str, what: str, s) -> None:
     if len(coords) and coords.min() < 0:
         raise _fail(where, f"{what}: coords must be >= 0, found {int(coords.min())}")
     if feats.dtype != np.float32 or feats.ndim != 2 or len(feats) != len(coords):
-        raise _fail(where, f"{what}: feats must be float32 [M, C] with M={len(coords)}, "
-                    f"got {feats.dtype} {list(feats.shape)}")
+        raise _fail(
+            where,
+            f"{what}: feats must be float32 [M, C] with M={len(coords)}, "
+            f"got {feats.dtype} {list(feats.shape)}",
+        )
     if not np.isfinite(feats).all():
         raise _fail(where, f"{what}: feats contain NaN or inf")
     if len(inverse) != len(s.cloud) or (len(inverse) and (inverse.min() < 0 or inverse.max() >= len(coords))):
@@ -197,25 +221,27 @@ def _check_model(where: str, task, registry, x, y, samples) -> Any:
     in_ch = int(x["feats"].shape[1])
     try:
         model = task.build_model(in_ch, registry=registry)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _fail(where, f"building model {task.model!r} + head {task.head!r} failed", exc) from exc
     model.train()
     try:
         out = model(x)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _fail(where, "the model's forward pass on a collated batch failed", exc) from exc
     per = getattr(task.target, "per", "point")
     rows = int(x["inverse"].shape[0]) if per == "point" else len(samples)
     k = task.target.num_outputs
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or tuple(out.shape) != (rows, k):
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise _fail(where, f"model output must be [{rows}, {k}] (one row per {per}, one column per output), "
-                    f"got {shape}")
+        raise _fail(
+            where,
+            f"model output must be [{rows}, {k}] (one row per {per}, one column per output), got {shape}",
+        )
     if not torch.isfinite(out).all():
         raise _fail(where, "model output contains NaN or inf")
     try:
         loss = task.loss_func()(out, y)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _fail(where, "the loss failed on the model output", exc) from exc
     if not (isinstance(loss, torch.Tensor) and loss.ndim == 0 and torch.isfinite(loss)):
         raise _fail(where, f"the loss must be a finite scalar tensor, got {loss!r}")
@@ -224,7 +250,7 @@ def _check_model(where: str, task, registry, x, y, samples) -> Any:
         raise _fail(where, "no parameter received a gradient from the loss")
     try:
         metrics = task.build_metrics(registry=registry)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _fail(where, "building its metrics failed", exc) from exc
     fake = SimpleNamespace(pred=out.detach(), yb=(y,), y=y, xb=(x,), training=False)
     for m in metrics:
@@ -233,7 +259,7 @@ def _check_model(where: str, task, registry, x, y, samples) -> Any:
             m.reset()
             m.accumulate(fake)
             value = m.value
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _fail(where, f"metric {name!r} failed", exc) from exc
         if value is None:
             raise _fail(where, f"metric {name!r} returned None")
@@ -262,4 +288,3 @@ if pytest is not None:
             return Path(made) if made is not None else tmp_path
 
         return make
-

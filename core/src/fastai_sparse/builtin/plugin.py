@@ -25,7 +25,9 @@ def register_backends(register):
 
 @hookimpl
 def register_models(register):
-    register(Factory("unet-m16", f"{_MODELS}:UNet", description="SparseConvNet-style UNet, m=16, 5 levels", m=16))
+    register(
+        Factory("unet-m16", f"{_MODELS}:UNet", description="SparseConvNet-style UNet, m=16, 5 levels", m=16)
+    )
     register(
         Factory("unet-m32", f"{_MODELS}:UNet", description="SparseConvNet-style UNet, m=32, 5 levels", m=32)
     )
@@ -40,9 +42,17 @@ def register_models(register):
         )
     )
     register(
-        Factory("unet-small", f"{_MODELS}:UNet", description="UNet m=8, 3 levels: tests and quick runs", m=8, levels=3)
+        Factory(
+            "unet-small",
+            f"{_MODELS}:UNet",
+            description="UNet m=8, 3 levels: tests and quick runs",
+            m=8,
+            levels=3,
+        )
     )
-    register(Factory("resnet-sparse-18", f"{_MODELS}:resnet_sparse_18", description="sparse ResNet-18 encoder"))
+    register(
+        Factory("resnet-sparse-18", f"{_MODELS}:resnet_sparse_18", description="sparse ResNet-18 encoder")
+    )
     register(
         Factory(
             "resnet-sparse-small",
@@ -58,8 +68,12 @@ def register_models(register):
 @hookimpl
 def register_heads(register):
     register(Factory("seg-linear", f"{_MODELS}:SegmentationHead", description="per-voxel linear classifier"))
-    register(Factory("cls-pool", f"{_MODELS}:PoolHead", description="global average pool + linear", pool="avg"))
-    register(Factory("cls-maxpool", f"{_MODELS}:PoolHead", description="global max pool + linear", pool="max"))
+    register(
+        Factory("cls-pool", f"{_MODELS}:PoolHead", description="global average pool + linear", pool="avg")
+    )
+    register(
+        Factory("cls-maxpool", f"{_MODELS}:PoolHead", description="global max pool + linear", pool="max")
+    )
 
 
 @hookimpl
@@ -79,20 +93,39 @@ def register_metrics(register):
 def register_target_types(register):
     from .. import targets
 
-    for cls in (targets.Segmentation, targets.Classification, targets.Regression, targets.BoundingBoxes,
-                targets.KeypointTarget):
+    for cls in (
+        targets.Segmentation,
+        targets.Classification,
+        targets.Regression,
+        targets.BoundingBoxes,
+        targets.KeypointTarget,
+    ):
         register(cls)
 
 
 @hookimpl
 def register_datasets(register):
-    register(Factory("synthetic-rooms", f"{_SYNTH}:SyntheticRooms", description="procedural indoor rooms, labelled"))
-    register(Factory("synthetic-shapes", f"{_SYNTH}:SyntheticShapes", description="primitive and composite shapes"))
-    register(Factory("synthetic-parts", f"{_SYNTH}:SyntheticParts", description="multi-part objects with normals"))
     register(
-        Factory("synthetic-detection", f"{_SYNTH}:SyntheticDetectionRooms", description="rooms with oriented boxes")
+        Factory(
+            "synthetic-rooms", f"{_SYNTH}:SyntheticRooms", description="procedural indoor rooms, labelled"
+        )
     )
-    register(Factory("synthetic-keypoints", f"{_SYNTH}:SyntheticKeypoints", description="objects with keypoints"))
+    register(
+        Factory("synthetic-shapes", f"{_SYNTH}:SyntheticShapes", description="primitive and composite shapes")
+    )
+    register(
+        Factory("synthetic-parts", f"{_SYNTH}:SyntheticParts", description="multi-part objects with normals")
+    )
+    register(
+        Factory(
+            "synthetic-detection",
+            f"{_SYNTH}:SyntheticDetectionRooms",
+            description="rooms with oriented boxes",
+        )
+    )
+    register(
+        Factory("synthetic-keypoints", f"{_SYNTH}:SyntheticKeypoints", description="objects with keypoints")
+    )
 
 
 @hookimpl

@@ -1,0 +1,79 @@
+"""Shared pytest configuration: paths, plugin isolation, real-data location."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = ROOT.parent / "shared" / "data" / "real"
+EXAMPLE_PLUGIN = ROOT / "tests" / "example_plugin"
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The folder of real sample files (../shared/data/real); skips when it is absent."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real sample data not found at {REAL_DATA}")
+    return REAL_DATA
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """Reset the process-wide registry before and after a test (env var changes apply)."""
+    from fastai_sparse import plugins, registry
+
+    monkeypatch.setattr(registry, "_default", None)
+    plugins.forget()
+    yield registry
+    registry._default = None
+    plugins.forget()
+
+
+@pytest.fixture(scope="session")
+def example_plugin_dir(tmp_path_factory) -> Path:
+    """The example third-party plugin, pip-installed into a temporary folder (not the venv).
+
+    Add the folder to ``sys.path`` / ``PYTHONPATH`` to make its entry point visible.
+    """
+    target = tmp_path_factory.mktemp("example-plugin-install")
+    build = tmp_path_factory.mktemp("example-plugin-src")
+    # copy the sources so the build leaves no files in the repository
+    import shutil
+
+    src = build / "example_plugin"
+    shutil.copytree(EXAMPLE_PLUGIN, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--target",
+        str(target),
+        str(src),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"installing the example plugin failed:\n{proc.stdout}\n{proc.stderr}")
+    return target
+
+
+@pytest.fixture
+def example_plugin_on_path(example_plugin_dir, monkeypatch, fresh_registry):
+    """The example plugin's install folder on sys.path, so its entry point is discovered."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(example_plugin_dir))
+    importlib.invalidate_caches()
+    yield example_plugin_dir
+    sys.modules.pop("fastai_sparse_example", None)
