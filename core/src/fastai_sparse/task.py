@@ -72,6 +72,8 @@ class Task:
         fixture: optional ``fixture(directory) -> root`` writing a tiny dataset in the real
             file format, used by the conformance kit and tests.
         class_colors: optional per-class RGB colours (uint8 [K, 3]) for predictions.
+        label_values: optional value written to output files for each class index (e.g. the
+            NYU40 id of each ScanNet benchmark class); default the class index itself.
     """
 
     name: str
@@ -94,6 +96,7 @@ class Task:
     prepare: Callable | None = None
     fixture: Callable | None = None
     class_colors: Any = None
+    label_values: Sequence[int] | None = None
 
     def __post_init__(self):
         self.defaults = {**DEFAULTS, **dict(self.defaults)}
