@@ -39,18 +39,18 @@ from .synthetic_shapes import (
 )
 
 __all__ = [
-    "SyntheticRooms",
-    "SyntheticDetectionRooms",
-    "SyntheticShapes",
-    "SyntheticParts",
-    "SyntheticKeypoints",
+    "SHAPE_BUILDERS",
+    "SPLITS",
     "SyntheticDataset",
-    "make_scene",
+    "SyntheticDetectionRooms",
+    "SyntheticKeypoints",
+    "SyntheticParts",
+    "SyntheticRooms",
+    "SyntheticShapes",
+    "colour_nearest_mean_miou",
     "confusion_miou",
     "instance_iou",
-    "colour_nearest_mean_miou",
-    "SPLITS",
-    "SHAPE_BUILDERS",
+    "make_scene",
 ]
 
 # ---- colours: overlapping palettes, so colour alone cannot tell the classes apart -------------

@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "SPLITS",
     "Part",
-    "sample_parts",
+    "SyntheticDataset",
+    "confusion_miou",
+    "place",
     "rot_x",
     "rot_y",
     "rot_z",
-    "place",
-    "SyntheticDataset",
-    "SPLITS",
-    "confusion_miou",
+    "sample_parts",
 ]
 
 _BOX_FACES = "xXyYzZ"  # lower case: the face at -size/2 on that axis, upper case: +size/2

@@ -15,7 +15,6 @@ from ..geometry import Keypoints, PointCloud
 from .synthetic_primitives import (
     Part,
     SyntheticDataset,
-    confusion_miou,
     place,
     rot_x,
     rot_y,
@@ -24,7 +23,7 @@ from .synthetic_primitives import (
     uniform,
 )
 
-__all__ = ["SyntheticShapes", "SyntheticParts", "SyntheticKeypoints", "SHAPE_BUILDERS", "PART_CATEGORIES"]
+__all__ = ["PART_CATEGORIES", "SHAPE_BUILDERS", "SyntheticKeypoints", "SyntheticParts", "SyntheticShapes"]
 
 Builder = Callable[[np.random.Generator], list[Part]]
 
