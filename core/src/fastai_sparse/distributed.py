@@ -1,0 +1,235 @@
+"""Data-parallel training (PyTorch DDP) for sparse batches, on CPU (gloo) or GPUs (nccl).
+
+fastai's own ``Learner.distrib_ctx`` needs the ``accelerate`` package (``fastai.distributed``
+does not even import without it) and, on CPU, fails in three ways with sparse batches (fastai
+2.8): ``SyncBatchNorm`` is GPU-only, so ``sync_bn`` must be off; ``DistributedDL._broadcast``
+moves the index list to CUDA unconditionally; and ``DistributedDL`` counts a batch's samples
+with ``find_bs``, which on a dict batch returns the number of voxels. This module provides the
+same mechanism without those problems and without ``accelerate``:
+
+- :class:`SparseDistributedDL`: gives each rank a contiguous, equal share of the samples (the
+  order broadcast from rank 0; moved to CUDA only under nccl), padding the list by repeating
+  samples so every rank runs the same number of batches (DDP needs that), and counting
+  samples from ``voxel_offsets``;
+- :class:`SparseDistributedTrainer`: a callback wrapping the model in
+  ``torch.nn.parallel.DistributedDataParallel`` and the loaders in :class:`SparseDistributedDL`;
+  process group from the ``torchrun`` environment;
+- :func:`distrib_ctx`: context manager (also ``SparseLearner.distrib_ctx``).
+
+Launch with ``torchrun --nproc_per_node 2 train.py`` (``accelerate launch --cpu`` started a
+single process in our tests). Metrics sum their confusion matrices across ranks, and
+:func:`padded_row_mask` tells them which rows belong to padding samples, so every validation
+sample is counted exactly once. Predict (``get_preds``, ``predict``, ``tta``) in a single
+process: per-point outputs of different sizes cannot be gathered by fastai.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+
+import torch
+from fastai.callback.core import Callback, TrainEvalCallback
+from fastai.data.load import DataLoader
+from fastai.learner import Recorder
+from fastcore.basics import noop
+
+__all__ = [
+    "SparseDistributedDL",
+    "SparseDistributedTrainer",
+    "distrib_ctx",
+    "padded_row_mask",
+    "setup_process_group",
+]
+
+
+def _is_dist() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def setup_process_group(backend: str | None = None) -> bool:
+    """Initialise the default process group from the ``torchrun`` environment
+    (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...) if it is not initialised yet.
+
+    backend: "gloo" (CPU, default without CUDA) or "nccl" (default with CUDA).
+    Returns True when this call created the group (the caller should destroy it).
+    """
+    if _is_dist() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend=backend, init_method="env://")
+    return True
+
+
+def _n_samples(b) -> int:
+    x = b[0] if isinstance(b, (tuple, list)) else b
+    if isinstance(x, dict) and "voxel_offsets" in x:
+        return len(x["voxel_offsets"]) - 1
+    from fastai.torch_core import find_bs
+
+    return find_bs(b)
+
+
+class SparseDistributedDL(DataLoader):
+    """Wraps a (sparse) fastai loader so that each of ``world_size`` ranks reads its own
+    contiguous share of every epoch's sample order.
+
+    The order comes from the wrapped loader on rank 0 (broadcast); it is padded by repeating
+    samples to a multiple of ``world_size``. ``n`` (real samples), ``n_padded`` and ``i``
+    (samples read so far by this rank) let :func:`padded_row_mask` drop the padding from metrics.
+    """
+
+    def __init__(self, dl, rank: int | None = None, world_size: int | None = None):
+        self.dl = dl
+        self.rank = torch.distributed.get_rank() if rank is None else int(rank)
+        self.world_size = torch.distributed.get_world_size() if world_size is None else int(world_size)
+        self.i, self.n_padded = 0, None
+        super().__init__(
+            dl.dataset,
+            bs=dl.bs,
+            shuffle=False,
+            drop_last=dl.drop_last,
+            num_workers=dl.fake_l.num_workers,
+            pin_memory=dl.pin_memory,
+            device=dl.device,
+        )
+
+    def __len__(self) -> int:
+        per_rank = math.ceil(len(self.dataset) / self.world_size)
+        return per_rank // self.bs + (0 if self.drop_last or per_rank % self.bs == 0 else 1)
+
+    def _broadcast(self, idxs: list[int]) -> list[int]:
+        dev = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"  # nccl needs CUDA tensors
+        t = torch.tensor(idxs, dtype=torch.long, device=dev)
+        torch.distributed.broadcast(t, 0)
+        return t.cpu().tolist()
+
+    def get_idxs(self) -> list[int]:
+        idxs = self._broadcast(list(self.dl.get_idxs()))
+        self.n = len(idxs)
+        self.n_padded = math.ceil(self.n / self.world_size) * self.world_size
+        padded = (idxs * (self.n_padded // max(self.n, 1) + 1))[: self.n_padded]
+        share = self.n_padded // self.world_size
+        return padded[self.rank * share : (self.rank + 1) * share]
+
+    def randomize(self):
+        self.dl.randomize()
+
+    def before_iter(self):
+        self.i = 0
+        self.dl.before_iter()
+
+    def create_batch(self, b):
+        return self.dl.create_batch(b)
+
+    def retain(self, res, b):
+        return res
+
+    def after_batch(self, b):
+        self.i += _n_samples(b)
+        return self.dl.after_batch(b)
+
+    def after_iter(self):
+        self.dl.after_iter()
+
+
+def padded_row_mask(learn, n_rows: int) -> torch.Tensor | None:
+    """bool [n_rows]: the rows of the current batch (points or samples) that belong to real
+    samples; False for samples the distributed loader repeated as padding. None when not
+    distributed or nothing is padded."""
+    dl = getattr(learn, "dl", None)
+    if not isinstance(dl, SparseDistributedDL) or dl.n_padded is None:
+        return None
+    if dl.n_padded == dl.n:
+        return None
+    x = learn.xb[0] if len(learn.xb) else None
+    bs = _n_samples((x,)) if isinstance(x, dict) else n_rows
+    start = dl.rank * dl.n_padded // dl.world_size + dl.i - bs
+    real = (torch.arange(bs) + start) < dl.n
+    if real.all():
+        return None
+    if isinstance(x, dict) and "point_offsets" in x and n_rows != bs:
+        counts = (x["point_offsets"][1:] - x["point_offsets"][:-1]).cpu()
+        if int(counts.sum()) != n_rows:
+            return None
+        return torch.repeat_interleave(real, counts)
+    return real
+
+
+class SparseDistributedTrainer(Callback):
+    """Wrap the model in ``DistributedDataParallel`` and the loaders in :class:`SparseDistributedDL`.
+
+    sync_bn: convert BatchNorm to SyncBatchNorm (GPU only; must stay False on CPU).
+    backend: process-group backend when this callback creates the group (gloo on CPU).
+    """
+
+    order = 11
+    run_after, run_before = TrainEvalCallback, Recorder
+
+    def __init__(
+        self, sync_bn: bool = False, backend: str | None = None, find_unused_parameters: bool = False
+    ):
+        self.sync_bn, self.backend, self.find_unused_parameters = sync_bn, backend, find_unused_parameters
+
+    def before_fit(self):
+        setup_process_group(self.backend)
+        model = self.learn.model
+        if torch.distributed.get_backend() == "nccl":
+            dev = torch.device("cuda", torch.cuda.current_device())
+            model = model.to(dev)
+            ids = [dev.index]
+        else:
+            if self.sync_bn:
+                raise ValueError(
+                    "sync_bn=True needs CUDA (SyncBatchNorm is GPU-only); use sync_bn=False on CPU"
+                )
+            ids = None
+        if self.sync_bn:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.learn.model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=self.find_unused_parameters
+        )
+        self.old_dls = list(self.dls)
+        self.learn.dls.loaders = [self._wrap_dl(dl) for dl in self.dls]
+        if torch.distributed.get_rank():
+            self.learn.logger = noop
+
+    def _wrap_dl(self, dl):
+        return dl if isinstance(dl, SparseDistributedDL) else SparseDistributedDL(dl)
+
+    def before_train(self):
+        self.learn.dl = self._wrap_dl(self.learn.dl)
+
+    def before_validate(self):
+        self.learn.dl = self._wrap_dl(self.learn.dl)
+
+    def after_fit(self):
+        self.learn.model, self.learn.dls.loaders = self.learn.model.module, self.old_dls
+
+
+@contextmanager
+def distrib_ctx(
+    learn, sync_bn: bool = False, backend: str | None = None, find_unused_parameters: bool = False
+):
+    """Train ``learn`` data-parallel inside the block when launched by ``torchrun`` (a no-op in a
+    single process). Creates the process group if needed and destroys it on exit."""
+    created = setup_process_group(backend)
+    cb = None
+    try:
+        if _is_dist() and torch.distributed.get_world_size() > 1:
+            cb = SparseDistributedTrainer(sync_bn, backend, find_unused_parameters)
+            learn.add_cb(cb)
+            if torch.distributed.get_rank():
+                from fastai.callback.progress import ProgressCallback
+
+                learn.remove_cb(ProgressCallback)
+        yield learn
+    finally:
+        if cb is not None:
+            learn.remove_cb(cb)
+        if created:
+            torch.distributed.destroy_process_group()

@@ -1,0 +1,420 @@
+"""Epoch-level metrics for sparse 3D tasks, as fastai :class:`~fastai.learner.Metric` objects.
+
+Classification-type metrics (IoU per class, mIoU, overall accuracy, mean class accuracy) all
+accumulate a confusion matrix over the whole epoch (int64, rows = true class, columns =
+predicted class) and compute their value from it at the end: never a mean of per-batch
+values. Regression metrics accumulate sums of errors. Under ``torch.distributed`` the
+accumulated state is summed across ranks (all-reduce) the first time ``value`` is read after
+an epoch, so every rank reports the metric of the whole validation set.
+
+Each metric works on per-point outputs (``pred`` float [N, K] logits or int64 [N] labels,
+target int64 [N]) and per-sample outputs ([B, K] vs [B]) alike.
+
+Factories with the signature ``factory(target_type) -> Metric`` (registered by name in the
+built-in plugin): :func:`miou`, :func:`iou_per_class`, :func:`accuracy`,
+:func:`mean_class_accuracy`, :func:`mae`, :func:`rmse`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from fastai.learner import Callback, Metric, Recorder
+
+from .errors import DataFormatError, ShapeError
+
+__all__ = [
+    "MAE",
+    "RMSE",
+    "Accuracy",
+    "ConfusionMatrix",
+    "ConfusionMetric",
+    "IoUPerClass",
+    "MeanClassAccuracy",
+    "MeanIoU",
+    "PerClassTableCallback",
+    "accuracy",
+    "confusion_matrix",
+    "format_class_table",
+    "iou_from_confusion",
+    "iou_per_class",
+    "mae",
+    "mean_class_accuracy",
+    "miou",
+    "rmse",
+]
+
+
+def _dist_ready() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over all ranks (a copy; no-op when torch.distributed is not initialised)."""
+    if not _dist_ready() or torch.distributed.get_world_size() <= 1:
+        return t
+    out = t.clone()
+    if torch.distributed.get_backend() == "nccl":
+        out = out.cuda()
+    torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
+    return out.to(t.device)
+
+
+def confusion_matrix(
+    pred: torch.Tensor,
+    targ: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None = -100,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Confusion matrix int64 [K, K] (rows = true class, columns = predicted class).
+
+    pred: float [N, K] scores (argmax taken) or integer [N] labels; targ: integer [N];
+    targets equal to ``ignore_index`` are skipped; mask: bool [N], rows to keep.
+    A target or predicted label outside ``0..K-1`` (other than ``ignore_index``) raises.
+    """
+    k = int(num_classes)
+    pred, targ = pred.detach(), targ.detach()
+    if pred.is_floating_point():
+        if pred.ndim != 2 or pred.shape[1] != k:
+            raise ShapeError(
+                f"predictions have shape {list(pred.shape)}, expected [N, {k}] scores or [N] labels"
+            )
+        pred = pred.argmax(1)
+    pred, targ = pred.reshape(-1).long(), targ.reshape(-1).long()
+    if len(pred) != len(targ):
+        raise ShapeError(
+            f"{len(pred)} predictions but {len(targ)} targets; expected one prediction per target"
+        )
+    keep = torch.ones_like(targ, dtype=torch.bool) if ignore_index is None else targ != ignore_index
+    if mask is not None:
+        keep &= mask.reshape(-1).to(keep.device)
+    pred, targ = pred[keep], targ[keep]
+    if len(targ):
+        bad = (targ < 0) | (targ >= k)
+        if bad.any():
+            raise DataFormatError(
+                f"target label {int(targ[bad][0])} is outside 0..{k - 1} and is not the ignore index {ignore_index}",
+                field="target",
+            )
+        bad = (pred < 0) | (pred >= k)
+        if bad.any():
+            raise DataFormatError(
+                f"predicted label {int(pred[bad][0])} is outside 0..{k - 1}", field="prediction"
+            )
+    return torch.bincount(targ * k + pred, minlength=k * k).reshape(k, k).cpu().long()
+
+
+def iou_from_confusion(cm: torch.Tensor | np.ndarray) -> np.ndarray:
+    """IoU per class float64 [K] from a confusion matrix: TP / (TP + FP + FN).
+
+    A class absent from both the targets and the predictions has IoU NaN (left out of means).
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
+
+
+class ConfusionMatrix(Metric):
+    """Accumulates an int64 [K, K] confusion matrix over an epoch (rows = truth, cols = prediction).
+
+    ``value`` is the matrix summed over ranks under ``torch.distributed`` (int64 tensor). Not meant
+    for the recorder (not a scalar): the metrics below derive their scalar from it.
+    """
+
+    def __init__(
+        self, num_classes: int, ignore_index: int | None = -100, class_names: Sequence[str] | None = None
+    ):
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes, self.ignore_index = int(num_classes), ignore_index
+        self.class_names = (
+            list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+        self._reduced = None
+
+    def update(self, pred: torch.Tensor, targ: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Add one batch: pred [N, K] scores or [N] labels, targ [N]; mask bool [N] rows to count."""
+        self.matrix += confusion_matrix(pred, targ, self.num_classes, self.ignore_index, mask)
+        self._reduced = None
+
+    def accumulate(self, learn) -> None:
+        pred, targ = learn.pred, learn.yb[0]
+        self.update(pred, targ, _ddp_row_mask(learn, len(targ)))
+
+    @property
+    def total(self) -> torch.Tensor:
+        """The matrix summed over all ranks (computed once per epoch, cached)."""
+        if self._reduced is None:
+            self._reduced = _all_reduce_sum(self.matrix)
+        return self._reduced
+
+    @property
+    def value(self) -> torch.Tensor:
+        return self.total
+
+    @property
+    def name(self) -> str:
+        return "confusion_matrix"
+
+
+def _ddp_row_mask(learn, n_rows: int) -> torch.Tensor | None:
+    """Under DDP, rows of this batch that belong to samples added as padding by the
+    distributed loader (so they are not counted twice); None when nothing is padded."""
+    if not _dist_ready():
+        return None
+    try:
+        from .distributed import padded_row_mask
+    except ImportError:  # pragma: no cover
+        return None
+    return padded_row_mask(learn, n_rows)
+
+
+class ConfusionMetric(Metric):
+    """Base class: a scalar metric computed from an epoch confusion matrix."""
+
+    _name = "confusion"
+
+    def __init__(
+        self, num_classes: int, ignore_index: int | None = -100, class_names: Sequence[str] | None = None
+    ):
+        self.cm = ConfusionMatrix(num_classes, ignore_index, class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.cm.class_names
+
+    def reset(self) -> None:
+        self.cm.reset()
+
+    def accumulate(self, learn) -> None:
+        self.cm.accumulate(learn)
+
+    def update(self, pred: torch.Tensor, targ: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        self.cm.update(pred, targ, mask)
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        return self.cm.total
+
+    def compute(self, cm: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    @property
+    def value(self) -> Any:
+        cm = self.cm.total.numpy()
+        if cm.sum() == 0:
+            return None
+        return self.compute(cm)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+
+class MeanIoU(ConfusionMetric):
+    """Mean over classes of IoU (classes absent from both truth and prediction are skipped)."""
+
+    _name = "miou"
+
+    def compute(self, cm: np.ndarray) -> float:
+        iou = iou_from_confusion(cm)
+        return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+
+class IoUPerClass(ConfusionMetric):
+    """IoU of every class: ``value`` is a dict ``{class name: IoU or nan}``.
+
+    Not a scalar, so :func:`fastai_sparse.learner.sparse_learner` turns it into a
+    :class:`PerClassTableCallback` (a table printed after validation) instead of a recorder column.
+    """
+
+    _name = "iou_per_class"
+    is_table = True
+
+    def compute(self, cm: np.ndarray) -> dict[str, float]:
+        return dict(zip(self.class_names, iou_from_confusion(cm).tolist()))
+
+
+class Accuracy(ConfusionMetric):
+    """Overall accuracy: correctly predicted rows / counted rows (ignored targets excluded)."""
+
+    _name = "accuracy"
+
+    def compute(self, cm: np.ndarray) -> float:
+        return float(np.trace(cm) / cm.sum())
+
+
+class MeanClassAccuracy(ConfusionMetric):
+    """Mean over classes present in the targets of per-class recall (TP / true count)."""
+
+    _name = "mean_class_accuracy"
+
+    def compute(self, cm: np.ndarray) -> float:
+        support = cm.sum(1)
+        present = support > 0
+        return float((np.diag(cm)[present] / support[present]).mean())
+
+
+class _ErrorSums(Metric):
+    """Accumulates the sum of absolute and squared errors and the element count."""
+
+    _name = "error"
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64)  # abs, squared, count
+        self._reduced = None
+
+    def update(self, pred: torch.Tensor, targ: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """pred, targ: float [B, D] or [B] (same number of elements); mask bool [B] rows to count."""
+        pred, targ = pred.detach().double(), targ.detach().double().to(pred.device)
+        if pred.numel() != targ.numel():
+            raise ShapeError(f"predictions have shape {list(pred.shape)} but targets {list(targ.shape)}")
+        pred, targ = pred.reshape(targ.shape), targ
+        if mask is not None:
+            pred, targ = pred[mask.to(pred.device)], targ[mask.to(pred.device)]
+        err = (pred - targ).reshape(-1)
+        self.sums += torch.stack([err.abs().sum(), (err**2).sum(), torch.tensor(float(err.numel()))]).cpu()
+        self._reduced = None
+
+    def accumulate(self, learn) -> None:
+        targ = learn.yb[0]
+        self.update(learn.pred, targ, _ddp_row_mask(learn, len(targ)))
+
+    @property
+    def total(self) -> torch.Tensor:
+        if self._reduced is None:
+            self._reduced = _all_reduce_sum(self.sums)
+        return self._reduced
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+
+class MAE(_ErrorSums):
+    """Mean absolute error over every element of every sample of the epoch."""
+
+    _name = "mae"
+
+    @property
+    def value(self) -> float | None:
+        a, _, n = self.total.tolist()
+        return a / n if n else None
+
+
+class RMSE(_ErrorSums):
+    """Root of the mean squared error over every element of every sample of the epoch."""
+
+    _name = "rmse"
+
+    @property
+    def value(self) -> float | None:
+        _, s, n = self.total.tolist()
+        return float(np.sqrt(s / n)) if n else None
+
+
+def format_class_table(values: dict[str, float], cm: np.ndarray | None = None, title: str = "IoU") -> str:
+    """A plain-text table: one line per class with its value (and support when ``cm`` is given)."""
+    width = max([len(k) for k in values] + [5])
+    lines = [f"{'class':<{width}}  {title:>7}" + ("  support" if cm is not None else "")]
+    support = np.asarray(cm).sum(1) if cm is not None else None
+    for i, (k, v) in enumerate(values.items()):
+        val = "    n/a" if v is None or not np.isfinite(v) else f"{v:7.4f}"
+        lines.append(f"{k:<{width}}  {val}" + (f"  {int(support[i]):7d}" if support is not None else ""))
+    finite = [v for v in values.values() if v is not None and np.isfinite(v)]
+    if finite:
+        lines.append(f"{'mean':<{width}}  {np.mean(finite):7.4f}")
+    return "\n".join(lines)
+
+
+class PerClassTableCallback(Callback):
+    """After each validation, compute IoU per class from the epoch's confusion matrix, store it
+    in ``self.tables`` (one ``{class: IoU}`` dict per validation; ``self.last`` the latest) and
+    print it as a table, unless ``quiet`` or the learner's logging is off
+    (``learn.no_logging()``, as in tests and ``get_preds``). Only rank 0 prints under DDP.
+    """
+
+    order = Recorder.order + 1
+
+    def __init__(self, metric: IoUPerClass | ConfusionMetric, quiet: bool = False):
+        self.metric, self.quiet = metric, quiet
+        self.tables: list[dict[str, float]] = []
+        self.last: dict[str, float] | None = None
+
+    def before_validate(self) -> None:
+        self.metric.reset()
+
+    def after_batch(self) -> None:
+        if not self.training and len(self.learn.yb):
+            self.metric.accumulate(self.learn)
+
+    def after_validate(self) -> None:
+        if self.metric.cm.matrix.sum() == 0 and not _dist_ready():
+            return
+        cm = self.metric.cm.total.numpy()
+        if cm.sum() == 0:
+            return
+        self.last = dict(zip(self.metric.class_names, iou_from_confusion(cm).tolist()))
+        self.tables.append(self.last)
+        rank0 = not _dist_ready() or torch.distributed.get_rank() == 0
+        from fastcore.basics import noop
+
+        if not self.quiet and rank0 and getattr(self.learn, "logger", noop) is not noop:
+            print(format_class_table(self.last, cm))
+
+
+# ---------------------------------------------------------------------------------------------
+# factories: factory(target_type) -> Metric
+
+
+def _class_info(target_type: Any, metric: str) -> tuple[int, int | None, list[str]]:
+    classes = getattr(target_type, "classes", None)
+    if classes is None:
+        raise TypeError(
+            f"metric {metric!r} needs a target type with classes (segmentation or classification), "
+            f"got {getattr(target_type, 'name', type(target_type).__name__)!r}"
+        )
+    return len(classes), getattr(target_type, "ignore_index", None), [str(c) for c in classes]
+
+
+def miou(target_type: Any) -> MeanIoU:
+    """Mean IoU for a segmentation or classification target type (``classes``, ``ignore_index``)."""
+    return MeanIoU(*_class_info(target_type, "miou"))
+
+
+def iou_per_class(target_type: Any) -> IoUPerClass:
+    """IoU per class (a table callback when given to :func:`sparse_learner`)."""
+    return IoUPerClass(*_class_info(target_type, "iou_per_class"))
+
+
+def accuracy(target_type: Any) -> Accuracy:
+    """Overall accuracy over points (segmentation) or samples (classification)."""
+    return Accuracy(*_class_info(target_type, "accuracy"))
+
+
+def mean_class_accuracy(target_type: Any) -> MeanClassAccuracy:
+    """Mean over classes of per-class accuracy."""
+    return MeanClassAccuracy(*_class_info(target_type, "mean_class_accuracy"))
+
+
+def mae(target_type: Any = None) -> MAE:
+    """Mean absolute error for a regression target type."""
+    return MAE()
+
+
+def rmse(target_type: Any = None) -> RMSE:
+    """Root mean squared error for a regression target type."""
+    return RMSE()
