@@ -1,0 +1,411 @@
+"""Target types: what a sample is labelled with, how it is checked, collated, scored and decoded.
+
+Each target type has ``name``, ``per`` ("point" or "sample"), ``num_outputs`` (channels the
+model's head must produce), ``check(cloud)`` (DataFormatError naming ``cloud.meta["path"]``),
+``collate(clouds)``, ``loss_func()`` (a plain torch callable ``(pred, y) -> scalar``),
+``metrics`` (registry names) and ``decode(pred)``. Depends on torch and numpy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import DataFormatError, ShapeError
+from .geometry import Boxes, Keypoints, PointCloud, jacobian
+
+__all__ = [
+    "BoundingBoxes",
+    "Classification",
+    "KeypointTarget",
+    "Regression",
+    "Segmentation",
+    "TargetType",
+    "VectorTarget",
+]
+
+
+def _path(cloud: PointCloud) -> Any:
+    return cloud.meta.get("path") or cloud.meta.get("id")
+
+
+class TargetType:
+    """Base class. Subclasses set ``name``, ``per``, ``metrics`` and implement the methods."""
+
+    name: str = "target"
+    per: str = "sample"
+    metrics: tuple[str, ...] = ()
+
+    @property
+    def num_outputs(self) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def check(self, cloud: PointCloud) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def collate(self, clouds: Sequence[PointCloud]):  # pragma: no cover
+        raise NotImplementedError
+
+    def loss_func(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def decode(self, pred):
+        return pred
+
+    def _fields(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        f = ", ".join(f"{k}={v!r}" for k, v in self._fields().items())
+        return f"{type(self).__name__}({f})"
+
+
+def _classes(classes: Sequence[str] | int, who: str) -> tuple[str, ...]:
+    if isinstance(classes, int):
+        classes = [str(i) for i in range(classes)]
+    classes = tuple(str(c) for c in classes)
+    if not classes:
+        raise ValueError(f"{who}: at least one class is needed")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"{who}: class names must be unique, got {classes}")
+    return classes
+
+
+def _short(classes: tuple[str, ...]) -> str:
+    return (
+        repr(list(classes))
+        if len(classes) <= 6
+        else f"[{', '.join(map(repr, classes[:5]))}, ... {len(classes)}]"
+    )
+
+
+class Segmentation(TargetType):
+    """Per-point classes in ``cloud.attrs[key]`` (int, one per point, in [0, K) or
+    ``ignore_index``). Collates to int64 [N_total]; loss: cross-entropy with ignore index;
+    decode: argmax of logits [N, K]."""
+
+    name = "segmentation"
+    per = "point"
+    metrics = ("miou", "iou-per-class", "accuracy", "mean-class-accuracy")
+
+    def __init__(self, classes: Sequence[str] | int, ignore_index: int = -100, key: str = "labels"):
+        self.classes = _classes(classes, "Segmentation")
+        self.ignore_index, self.key = int(ignore_index), key
+
+    def _fields(self):
+        return {"classes": _short(self.classes), "ignore_index": self.ignore_index, "key": self.key}
+
+    def __repr__(self) -> str:
+        return f"Segmentation(classes={_short(self.classes)}, ignore_index={self.ignore_index}, key={self.key!r})"
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes)
+
+    def check(self, cloud: PointCloud) -> None:
+        path = _path(cloud)
+        if self.key not in cloud.attrs:
+            raise DataFormatError(
+                f"no per-point labels {self.key!r}; attributes are {sorted(cloud.attrs)}",
+                path=path,
+                field=self.key,
+            )
+        lab = np.asarray(cloud.attrs[self.key])
+        if lab.ndim != 1 or len(lab) != len(cloud):
+            raise DataFormatError(
+                f"labels have shape {list(lab.shape)}, expected [{len(cloud)}] (one per point)",
+                path=path,
+                field=self.key,
+            )
+        integral = np.issubdtype(lab.dtype, np.floating) and bool(np.all(np.mod(lab, 1) == 0))
+        if not np.issubdtype(lab.dtype, np.integer) and not integral:
+            raise DataFormatError(
+                f"labels must be integers, got dtype {lab.dtype}", path=path, field=self.key
+            )
+        k = len(self.classes)
+        bad = ((lab < 0) | (lab >= k)) & (lab != self.ignore_index)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(
+                f"{int(bad.sum())} label(s) outside the class range; first: point {i} has label {int(lab[i])}, "
+                f"expected 0..{k - 1} or the ignore index {self.ignore_index}",
+                path=path,
+                field=self.key,
+            )
+
+    def collate(self, clouds):
+        return torch.from_numpy(
+            np.concatenate([np.asarray(c.attrs[self.key]) for c in clouds]).astype(np.int64)
+        )
+
+    def loss_func(self):
+        return nn.CrossEntropyLoss(ignore_index=self.ignore_index)
+
+    def decode(self, pred):
+        return pred.argmax(-1)
+
+
+class Classification(TargetType):
+    """One class per sample in ``cloud.target`` (int in [0, K)). Collates to int64 [B]."""
+
+    name = "classification"
+    per = "sample"
+    metrics = ("accuracy", "mean-class-accuracy")
+
+    def __init__(self, classes: Sequence[str] | int):
+        self.classes = _classes(classes, "Classification")
+
+    def __repr__(self) -> str:
+        return f"Classification(classes={_short(self.classes)})"
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes)
+
+    def check(self, cloud):
+        t = cloud.target
+        ok = isinstance(t, (int, np.integer)) or (
+            isinstance(t, np.ndarray) and t.ndim == 0 and t.dtype.kind in "iu"
+        )
+        if not ok or isinstance(t, bool):
+            raise DataFormatError(
+                f"classification target must be an int class index, got {t!r}",
+                path=_path(cloud),
+                field="target",
+            )
+        if not 0 <= int(t) < len(self.classes):
+            raise DataFormatError(
+                f"class {int(t)} outside 0..{len(self.classes) - 1}", path=_path(cloud), field="target"
+            )
+
+    def collate(self, clouds):
+        return torch.tensor([int(c.target) for c in clouds], dtype=torch.int64)
+
+    def loss_func(self):
+        return nn.CrossEntropyLoss()
+
+    def decode(self, pred):
+        return pred.argmax(-1)
+
+
+class VectorTarget:
+    """A 3-vector regression target that moves with the geometry.
+
+    value: float32 [3]; kind: ``"direction"`` (rotated and reflected by the local linear map,
+    length kept: e.g. an up axis), ``"displacement"`` (multiplied by the linear map, length
+    changes with scale) or ``"normal"`` (inverse-transpose, length kept). The vector is
+    attached at ``origin`` (float [3], default the coordinate origin): for non-affine maps its
+    local Jacobian is taken there, and the origin moves with the points.
+    """
+
+    def __init__(self, value, kind: str = "direction", origin=None):
+        self.value = np.asarray(value, np.float32).reshape(3)
+        if kind not in ("direction", "displacement", "normal"):
+            raise ValueError(
+                f"VectorTarget: kind must be 'direction', 'displacement' or 'normal', got {kind!r}"
+            )
+        self.kind = kind
+        self.origin = np.zeros(3, np.float32) if origin is None else np.asarray(origin, np.float32).reshape(3)
+
+    def __repr__(self) -> str:
+        return f"VectorTarget({self.value.tolist()}, kind={self.kind!r})"
+
+    def __array__(self, dtype=None, copy=None):
+        return self.value if dtype is None else self.value.astype(dtype)
+
+    def map_points(self, fn, linear=None) -> VectorTarget:
+        j = np.asarray(linear, np.float64) if linear is not None else jacobian(fn, self.origin[None])[0]
+        v = self.value.astype(np.float64)
+        out = np.linalg.inv(j).T @ v if self.kind == "normal" else j @ v
+        if self.kind != "displacement":
+            n = np.linalg.norm(out)
+            out = out / n * np.linalg.norm(v) if n > 0 else out
+        origin = np.asarray(fn(self.origin[None].astype(np.float64)), np.float64)[0]
+        return VectorTarget(out, self.kind, origin)
+
+
+class Regression(TargetType):
+    """A float vector per sample (``cloud.target``: float [D], or a :class:`VectorTarget` when
+    ``vector=True``, D = 3). Collates to float32 [B, D]; loss MSE or L1."""
+
+    name = "regression"
+    per = "sample"
+    metrics = ("mae", "rmse")
+
+    def __init__(self, names: Sequence[str] | str, loss: str = "mse", vector: bool = False):
+        self.names = (names,) if isinstance(names, str) else tuple(names)
+        if loss not in ("mse", "l1"):
+            raise ValueError(f"Regression: loss must be 'mse' or 'l1', got {loss!r}")
+        self.loss, self.vector = loss, bool(vector)
+        if self.vector and len(self.names) != 3:
+            raise ValueError(f"Regression(vector=True) needs 3 names, got {self.names}")
+
+    def _fields(self):
+        return {"names": self.names, "loss": self.loss, "vector": self.vector}
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.names)
+
+    def _value(self, t) -> np.ndarray:
+        return np.asarray(t.value if isinstance(t, VectorTarget) else t, np.float32).reshape(-1)
+
+    def check(self, cloud):
+        t = cloud.target
+        if self.vector and not isinstance(t, VectorTarget):
+            raise DataFormatError(
+                f"Regression(vector=True) needs a VectorTarget (so it moves with the geometry), got "
+                f"{type(t).__name__}",
+                path=_path(cloud),
+                field="target",
+            )
+        try:
+            v = self._value(t)
+        except (TypeError, ValueError) as e:
+            raise DataFormatError(
+                f"regression target {t!r} is not numeric: {e}", path=_path(cloud), field="target"
+            ) from e
+        if len(v) != len(self.names):
+            raise DataFormatError(
+                f"regression target has {len(v)} values, expected {len(self.names)} ({', '.join(self.names)})",
+                path=_path(cloud),
+                field="target",
+            )
+        if not np.isfinite(v).all():
+            raise DataFormatError(
+                f"regression target {v.tolist()} is not finite", path=_path(cloud), field="target"
+            )
+
+    def collate(self, clouds):
+        return torch.from_numpy(np.stack([self._value(c.target) for c in clouds]).astype(np.float32))
+
+    def loss_func(self):
+        return nn.MSELoss() if self.loss == "mse" else nn.L1Loss()
+
+
+class BoundingBoxes(TargetType):
+    """Oriented boxes per sample (``cloud.target``: :class:`~fastai_sparse.geometry.Boxes`).
+
+    Collates to ``{"boxes": float32 [K_total, 7] (cx, cy, cz, sx, sy, sz, yaw), "labels":
+    int64 [K_total], "batch": int64 [K_total]}``.
+    """
+
+    name = "bounding-boxes"
+    per = "sample"
+    metrics = ("map-0.25", "map-0.5")
+
+    def __init__(self, classes: Sequence[str] | int, min_size: float = 1e-6):
+        self.classes = _classes(classes, "BoundingBoxes")
+        self.min_size = float(min_size)
+
+    def __repr__(self) -> str:
+        return f"BoundingBoxes(classes={_short(self.classes)})"
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes) + 7
+
+    def check(self, cloud):
+        b, path = cloud.target, _path(cloud)
+        if not isinstance(b, Boxes):
+            raise DataFormatError(
+                f"target must be geometry.Boxes, got {type(b).__name__}", path=path, field="target"
+            )
+        if len(b) == 0:
+            return
+        bad = ~(np.isfinite(b.sizes).all(1) & (b.sizes > self.min_size).all(1) & np.isfinite(b.yaw))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(
+                f"box {i} is degenerate: size {b.sizes[i].tolist()}, yaw {float(b.yaw[i])}; expected sizes > "
+                f"{self.min_size:g} and finite values",
+                path=path,
+                field="target",
+            )
+        k = len(self.classes)
+        badl = (b.labels < 0) | (b.labels >= k)
+        if badl.any():
+            i = int(np.flatnonzero(badl)[0])
+            raise DataFormatError(
+                f"box {i} has label {int(b.labels[i])}, expected 0..{k - 1}", path=path, field="target"
+            )
+
+    def collate(self, clouds):
+        rows, labels, batch = [], [], []
+        for i, c in enumerate(clouds):
+            b = c.target
+            rows.append(np.concatenate([b.centers, b.sizes, b.yaw[:, None]], axis=1).reshape(-1, 7))
+            labels.append(b.labels)
+            batch.append(np.full(len(b), i, np.int64))
+        return {
+            "boxes": torch.from_numpy(np.concatenate(rows).astype(np.float32)),
+            "labels": torch.from_numpy(np.concatenate(labels).astype(np.int64)),
+            "batch": torch.from_numpy(np.concatenate(batch)),
+        }
+
+    def loss_func(self):
+        raise NotImplementedError("a detection loss for BoundingBoxes is not implemented yet; see issue 10")
+
+
+class KeypointTarget(TargetType):
+    """K named keypoints per sample (``cloud.target``: :class:`~fastai_sparse.geometry.Keypoints`
+    with K == len(names), and axes when ``axes=True``).
+
+    Collates to ``{"points": float32 [B, K, 3]}`` plus ``"axes": float32 [B, K, 3]`` when
+    ``axes=True``.
+    """
+
+    name = "keypoints"
+    per = "sample"
+    metrics = ("mean-distance", "pck")
+
+    def __init__(self, names: Sequence[str], axes: bool = False):
+        self.names = tuple(names)
+        if not self.names:
+            raise ValueError("KeypointTarget: at least one keypoint name is needed")
+        self.axes = bool(axes)
+
+    def _fields(self):
+        return {"names": self.names, "axes": self.axes}
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.names) * (6 if self.axes else 3)
+
+    def check(self, cloud):
+        k, path = cloud.target, _path(cloud)
+        if not isinstance(k, Keypoints):
+            raise DataFormatError(
+                f"target must be geometry.Keypoints, got {type(k).__name__}", path=path, field="target"
+            )
+        if len(k) != len(self.names):
+            raise DataFormatError(
+                f"{len(k)} keypoints, expected {len(self.names)} ({', '.join(self.names)})",
+                path=path,
+                field="target",
+            )
+        if self.axes and k.axes is None:
+            raise DataFormatError(
+                "keypoints have no axes but KeypointTarget(axes=True)", path=path, field="target"
+            )
+
+    def collate(self, clouds):
+        counts = {len(c.target) for c in clouds}
+        if len(counts) != 1 or counts != {len(self.names)}:
+            raise ShapeError(
+                f"KeypointTarget.collate: samples have {sorted(len(c.target) for c in clouds)} keypoints, "
+                f"expected {len(self.names)} each"
+            )
+        out = {"points": torch.from_numpy(np.stack([c.target.points for c in clouds]).astype(np.float32))}
+        if self.axes:
+            if any(c.target.axes is None for c in clouds):
+                raise ShapeError("KeypointTarget.collate: a sample has no axes but axes=True")
+            out["axes"] = torch.from_numpy(np.stack([c.target.axes for c in clouds]).astype(np.float32))
+        return out
+
+    def loss_func(self):
+        raise NotImplementedError("a keypoint loss is not implemented yet; see issue 10")

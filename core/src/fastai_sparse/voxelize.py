@@ -1,0 +1,194 @@
+"""Voxelization: points -> sparse voxels, and back from voxels to every point.
+
+:class:`Voxelizer` turns a :class:`~fastai_sparse.geometry.PointCloud` into a
+:class:`~fastai_sparse.batch.SparseSample`: integer voxel coordinates, per-voxel features and
+the point -> voxel index (``inverse``) so per-voxel predictions map back to every input point
+exactly (:func:`unvoxelize`). Everything is vectorised: one sort of the linearised voxel keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import DataFormatError
+from .geometry import PointCloud
+
+__all__ = ["Voxelizer", "gather_features", "unvoxelize"]
+
+_MODES = ("mean", "first", "random")
+
+
+def gather_features(cloud: PointCloud, names: Sequence[str]) -> np.ndarray:
+    """float32 [N, C]: the per-point attributes ``names`` concatenated along columns.
+
+    A 1-D attribute contributes one column. Special names: ``"ones"`` (a column of ones, unless
+    the cloud has an attribute of that name) and ``"height"`` (the attribute if present,
+    else z minus the lowest z). Missing names raise DataFormatError listing what exists.
+    """
+    n = len(cloud)
+    cols = []
+    for name in names:
+        if name in cloud.attrs:
+            a = np.asarray(cloud.attrs[name])
+            cols.append((a.reshape(n, -1) if a.ndim != 2 else a).astype(np.float32, copy=False))
+        elif name == "ones":
+            cols.append(np.ones((n, 1), np.float32))
+        elif name == "height":
+            z = cloud.xyz[:, 2].astype(np.float32)
+            cols.append((z - (z.min() if n else 0))[:, None])
+        else:
+            raise DataFormatError(
+                f"feature {name!r} requested but the cloud has attributes {sorted(cloud.attrs)} "
+                "(special names: 'ones', 'height', 'xyz')",
+                path=cloud.meta.get("path"),
+                field=name,
+            )
+    if not cols:
+        return np.zeros((n, 0), np.float32)
+    return np.concatenate(cols, axis=1) if len(cols) > 1 else np.ascontiguousarray(cols[0])
+
+
+def unvoxelize(voxel_values, inverse):
+    """Per-point values from per-voxel values: ``voxel_values[inverse]``.
+
+    voxel_values: [M, ...] numpy array or torch tensor; inverse: int [N] (row of each point's
+    voxel). Returns [N, ...] of the same kind, one row per input point.
+    """
+    if hasattr(voxel_values, "index_select"):  # torch tensor
+        import torch
+
+        inv = torch.as_tensor(np.asarray(inverse) if not hasattr(inverse, "device") else inverse)
+        return voxel_values.index_select(0, inv.to(voxel_values.device, torch.long))
+    inv = np.asarray(inverse)
+    if len(inv) and (inv.min() < 0 or inv.max() >= len(voxel_values)):
+        raise IndexError(
+            f"inverse holds rows {inv.min()}..{inv.max()} but there are {len(voxel_values)} voxels"
+        )
+    return np.asarray(voxel_values)[inv]
+
+
+class Voxelizer:
+    """Points -> voxels.
+
+    scale: voxels per cloud unit (20 = 5 cm voxels for metres). Voxel of a point:
+        ``floor(xyz * scale)``, computed in float64.
+    features: per-point attributes concatenated as voxel features (see
+        :func:`gather_features`); ``"xyz"`` adds the point's position inside its voxel, in
+        [0, 1) per axis.
+    full_scale: grid size; every coordinate must end in ``[0, full_scale)`` or
+        DataFormatError says which axis, the extent found and the limit.
+    mode: how points sharing a voxel give its features: ``"mean"`` (average), ``"first"``
+        (the point that comes first in the cloud) or ``"random"`` (one point drawn from
+        ``rng``).
+    origin: ``"min"`` shifts coordinates so the smallest is 0 on each axis; ``"none"`` keeps
+        them (use after :class:`~fastai_sparse.transforms.points.FitToGrid`).
+
+    Call: ``voxelizer(cloud, rng=None) -> SparseSample`` with coords int32 [M, 3] sorted
+    lexicographically (x, y, z), feats float32 [M, C], inverse int64 [N].
+    """
+
+    def __init__(
+        self,
+        scale: float = 20.0,
+        features: Sequence[str] = ("rgb",),
+        full_scale: int = 4096,
+        mode: str = "mean",
+        origin: str = "min",
+    ):
+        if not scale > 0:
+            raise ValueError(f"Voxelizer: scale must be > 0, got {scale}")
+        if mode not in _MODES:
+            raise ValueError(f"Voxelizer: mode must be one of {_MODES}, got {mode!r}")
+        if origin not in ("min", "none"):
+            raise ValueError(f"Voxelizer: origin must be 'min' or 'none', got {origin!r}")
+        if not 0 < full_scale <= 2**20:
+            raise ValueError(f"Voxelizer: full_scale must be in 1..2**20, got {full_scale}")
+        if isinstance(features, str):
+            features = (features,)
+        self.scale, self.features, self.full_scale = float(scale), tuple(features), int(full_scale)
+        self.mode, self.origin = mode, origin
+
+    def __repr__(self) -> str:
+        return (
+            f"Voxelizer(scale={self.scale:g}, features={self.features}, full_scale={self.full_scale}, "
+            f"mode={self.mode!r}, origin={self.origin!r})"
+        )
+
+    @property
+    def num_features(self) -> int | None:
+        """Number of feature columns when known without data (3 per 'rgb'/'xyz'/'normals',
+        1 per 'ones'/'height'), else None."""
+        widths = {"rgb": 3, "xyz": 3, "normals": 3, "ones": 1, "height": 1}
+        return sum(widths[f] for f in self.features) if all(f in widths for f in self.features) else None
+
+    def voxel_coords(self, cloud: PointCloud) -> np.ndarray:
+        """int64 [N, 3] voxel coordinates of every point, shifted and bounds-checked."""
+        path = cloud.meta.get("path")
+        if len(cloud) == 0:
+            raise DataFormatError("cannot voxelize an empty point cloud (0 points)", path=path, field="xyz")
+        cloud.check_finite()
+        v = np.floor(cloud.xyz.astype(np.float64) * self.scale)
+        lo = np.array([v[:, k].min() for k in range(3)])
+        hi = np.array([v[:, k].max() for k in range(3)])
+        if self.origin == "min":
+            v -= lo
+            hi, lo = hi - lo, np.zeros(3)
+        for k, axis in enumerate("xyz"):
+            if lo[k] < 0 or hi[k] >= self.full_scale:
+                raise DataFormatError(
+                    f"voxel coordinates along {axis} span {int(lo[k])}..{int(hi[k])} at scale {self.scale:g} "
+                    f"(extent {(hi[k] - lo[k] + 1) / self.scale:g} cloud units), beyond the grid "
+                    f"[0, {self.full_scale}); lower the scale, raise full_scale, or crop (FitToGrid)",
+                    path=path,
+                    field="xyz",
+                )
+        return v.astype(np.int64)
+
+    def __call__(self, cloud: PointCloud, rng: np.random.Generator | None = None):
+        from .batch import SparseSample
+
+        v = self.voxel_coords(cloud)
+        fs = self.full_scale
+        keys = (v[:, 0] * fs + v[:, 1]) * fs + v[:, 2]
+        order = np.argsort(keys)
+        sk = keys[order]
+        new = np.empty(len(sk), bool)
+        new[0] = True
+        np.not_equal(sk[1:], sk[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        vid = np.cumsum(new) - 1  # voxel row of each sorted point
+        inverse = np.empty(len(sk), np.int64)
+        inverse[order] = vid
+        rep = order[starts]  # one point per voxel, to read its coordinates
+        coords = v[rep].astype(np.int32)
+
+        cols = []
+        for f in self.features:  # in the requested column order
+            if f == "xyz" and "xyz" not in cloud.attrs:
+                x = cloud.xyz.astype(np.float64) * self.scale
+                cols.append((x - np.floor(x)).astype(np.float32))
+            else:
+                cols.append(gather_features(cloud, [f]))
+        pf = (
+            np.concatenate(cols, axis=1)
+            if len(cols) > 1
+            else (cols[0] if cols else np.zeros((len(v), 0), np.float32))
+        )
+
+        if self.mode == "mean":
+            counts = np.diff(np.append(starts, len(sk)))
+            feats = (
+                np.add.reduceat(pf[order], starts, axis=0) if pf.shape[1] else pf[:0].reshape(len(starts), 0)
+            )
+            feats = (feats / counts[:, None]).astype(np.float32)
+        else:
+            if self.mode == "first":
+                pick = np.minimum.reduceat(order, starts)
+            else:
+                rng = np.random.default_rng() if rng is None else rng
+                counts = np.diff(np.append(starts, len(sk)))
+                pick = order[starts + (rng.random(len(starts)) * counts).astype(np.int64)]
+            feats = np.ascontiguousarray(pf[pick], dtype=np.float32)
+        return SparseSample(coords=coords, feats=feats, inverse=inverse, cloud=cloud)
