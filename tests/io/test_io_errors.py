@@ -33,14 +33,14 @@ def test_truncated_ply(tmp_path, binary):
     io.write_ply(p, m, binary=binary)
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataFormatError, match="t.ply") as e:
+    with pytest.raises(DataFormatError, match=r"t\.ply") as e:
         io.read_ply(p)
     assert e.value.__cause__ is not None  # plyfile's own error is kept
 
 
 def test_not_a_ply(tmp_path):
     (tmp_path / "n.ply").write_text("hello\n")
-    with pytest.raises(DataFormatError, match="n.ply"):
+    with pytest.raises(DataFormatError, match=r"n\.ply"):
         io.read_ply(tmp_path / "n.ply")
 
 

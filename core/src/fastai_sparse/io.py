@@ -30,7 +30,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +99,8 @@ def _atomic_path(path: PathLike) -> Iterator[Path]:
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -426,7 +424,7 @@ def write_ply(
     if colors is not None:
         attrs["rgb"] = np.asarray(colors)
     attrs.update(extra or {})
-    cols = [("x", xyz[:, 0]), ("y", xyz[:, 1]), ("z", xyz[:, 2])] + _ply_columns(attrs, n, path, "vertex")
+    cols = [("x", xyz[:, 0]), ("y", xyz[:, 1]), ("z", xyz[:, 2]), *_ply_columns(attrs, n, path, "vertex")]
     vdata = np.empty(n, dtype=[(c, a.dtype) for c, a in cols])
     for c, a in cols:
         vdata[c] = a
