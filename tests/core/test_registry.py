@@ -153,3 +153,52 @@ def test_kinds_are_validated():
     reg = Registry()
     with pytest.raises(ValueError, match="unknown registry kind"):
         reg.list("widgets")
+
+
+def test_every_kind_registers_through_its_hook():
+    class FakeBackend:
+        name = "fake-backend"
+
+        def available(self):
+            return True
+
+    class FakeTarget:
+        name = "fake-target"
+
+    def register_models(register):
+        register(Factory("fake-net", "builtins:dict", depth=3))
+
+    def register_heads(register):
+        register(Factory("fake-head", "builtins:dict"))
+
+    def register_metrics(register):
+        register(Factory("fake-metric", "builtins:dict"))
+
+    def register_backends(register):
+        register(FakeBackend())
+
+    def register_target_types(register):
+        register(FakeTarget)
+
+    def register_datasets(register):
+        register(Factory("fake-data", "builtins:list"))
+
+    reg = registry(
+        make_plugin(
+            "kinds",
+            register_models=register_models,
+            register_heads=register_heads,
+            register_metrics=register_metrics,
+            register_backends=register_backends,
+            register_target_types=register_target_types,
+            register_datasets=register_datasets,
+        )
+    )
+    assert info(reg, "kinds").ok, info(reg, "kinds").error
+    assert reg.get("model", "fake-net")(width=2) == {"depth": 3, "width": 2}
+    assert reg.get("head", "fake-head").name == "fake-head"
+    assert reg.get("metric", "fake-metric").name == "fake-metric"
+    assert reg.get("backend", "fake-backend").available()
+    assert reg.get("target-type", "fake-target") is FakeTarget
+    assert reg.get("dataset", "fake-data")() == []
+    assert set(info(reg, "kinds").registered) == {"model", "head", "metric", "backend", "target-type", "dataset"}

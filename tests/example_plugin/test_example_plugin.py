@@ -1,0 +1,5 @@
+from fastai_sparse.testing import check_plugin
+
+
+def test_plugin_conforms():
+    check_plugin("example")
