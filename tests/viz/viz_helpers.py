@@ -1,0 +1,11 @@
+"""Helpers for the visualisation tests (imported by name; fixtures live in conftest.py)."""
+
+import re
+
+
+def external_refs(html: str) -> list[str]:
+    """Every script src, stylesheet link or CSS import in ``html`` that would need the network."""
+    found = re.findall(r"<script\b[^>]*\bsrc\s*=\s*[\"']?([^\"'\s>]+)", html, flags=re.I)
+    found += re.findall(r"<link\b[^>]*\bhref\s*=\s*[\"']?(https?:[^\"'\s>]+)", html, flags=re.I)
+    found += re.findall(r"@import\s+url\(\s*[\"']?(https?:[^)\"']+)", html, flags=re.I)
+    return found
