@@ -9,6 +9,8 @@ import plyfile
 import pytest
 from fastai_sparse import io
 from fastai_sparse.geometry import Boxes, Keypoints, Mesh, PointCloud
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def _cloud(n=50, seed=0) -> PointCloud:
@@ -315,3 +317,31 @@ def test_ply_ply_roundtrip_through_save_load(tmp_path):
     io.save(tmp_path / "m.PLY", m)  # extension case-insensitive
     r = io.load(tmp_path / "m.PLY")
     np.testing.assert_array_equal(r.faces, m.faces)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(0, 40),
+    binary=st.booleans(),
+    label_hi=st.sampled_from([1, 255, 65535, 2**31 - 1]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_ply_roundtrip_property(tmp_path, n, binary, label_hi, seed):
+    """Any cloud of finite float32 points with colours, labels (any int32 range), normals and a
+    float attribute survives write_ply -> read_ply exactly, ascii or binary."""
+    rng = np.random.default_rng(seed)
+    xyz = (rng.normal(size=(n, 3)) * 10.0 ** rng.integers(-6, 6)).astype(np.float32)
+    c = PointCloud(
+        xyz,
+        {
+            "rgb": rng.integers(0, 256, (n, 3)).astype(np.uint8),
+            "labels": rng.integers(-label_hi if label_hi > 2**16 else 0, label_hi, n, endpoint=True),
+            "normals": rng.normal(size=(n, 3)).astype(np.float32),
+            "w": rng.normal(size=n),
+        },
+    )
+    p = tmp_path / f"h{seed}_{binary}.ply"
+    io.write_ply(p, c, binary=binary)
+    r = io.read_ply(p)
+    np.testing.assert_array_equal(r.xyz, c.xyz)
+    _assert_attrs_equal(r.attrs, c.attrs)

@@ -790,24 +790,43 @@ def read_points_txt(
     naming the line. ``#`` starts a comment.
     """
     path = Path(path)
-    lines = _read_text(path).splitlines()
+    text = _read_text(path)
+    lines = text.splitlines()
     data_iter = _scan_txt(lines, None)
     first = next(data_iter, None)
     if first is None:
         raise DataFormatError("no data lines, expected at least one point", path=path, field="xyz")
     if delimiter is None and "," in lines[first[0] - 1]:
         delimiter = ","
-    rows = list(_scan_txt(lines, delimiter))
-    width = len(rows[0][1])
+    first_tokens = next(_scan_txt(lines[first[0] - 1 : first[0]], delimiter))[1]
+    width = len(first_tokens)
     if columns is None:
         if width not in _DEFAULT_COLUMNS:
             raise DataFormatError(
-                f"line {rows[0][0]}: found {width} columns, expected 3, 4, 6 or 7 (or pass columns=...)",
+                f"line {first[0]}: found {width} columns, expected 3, 4, 6 or 7 (or pass columns=...)",
                 path=path,
                 field="columns",
             )
         columns = _DEFAULT_COLUMNS[width]
     columns = tuple(columns)
+    try:  # fast path: numpy's C parser; any problem is located by the line scan below
+        table = np.loadtxt(_io.StringIO(text), delimiter=delimiter, comments="#", ndmin=2, dtype=np.float64)
+        if table.shape[1] != len(columns):
+            table = None
+    except ValueError:
+        table = None
+    if table is None:
+        table = _scan_table(lines, delimiter, columns, path)
+
+    def where(i: int) -> str:  # line number of data row i (only computed for an error message)
+        return f"line {[ln for ln, _ in _scan_txt(lines, delimiter)][i]}"
+
+    return _cloud_from_table(table, columns, path, where)
+
+
+def _scan_table(lines: list[str], delimiter: str | None, columns: tuple, path: PathLike) -> np.ndarray:
+    """Parse line by line, naming the first line with a wrong count or a non-number."""
+    rows = list(_scan_txt(lines, delimiter))
     for ln, tok in rows:
         if len(tok) != len(columns):
             raise DataFormatError(
@@ -815,9 +834,8 @@ def read_points_txt(
                 path=path,
                 field="columns",
             )
-    linenos = np.array([ln for ln, _ in rows])
     try:
-        table = np.array([tok for _, tok in rows], dtype=np.float64)
+        return np.array([tok for _, tok in rows], dtype=np.float64).reshape(len(rows), len(columns))
     except ValueError:
         for ln, tok in rows:
             for t in tok:
@@ -828,7 +846,6 @@ def read_points_txt(
                         f"line {ln}: found {t!r}, expected a number", path=path, field="columns"
                     ) from None
         raise
-    return _cloud_from_table(table, columns, path, lambda i: f"line {int(linenos[i])}")
 
 
 def _cloud_from_table(
