@@ -176,7 +176,7 @@ def test_class_table_format_and_callback_quiet(capsys):
     cb.after_validate()
     assert cb.last["a"] == pytest.approx(0.5) and len(cb.tables) == 1
     assert "0.3333" in capsys.readouterr().out
-    from fastcore.basics import noop
+    from fastai.imports import noop
 
     learn.logger = noop  # learn.no_logging()
     cb.before_validate()

@@ -32,8 +32,8 @@ from contextlib import contextmanager
 import torch
 from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.data.load import DataLoader
+from fastai.imports import noop
 from fastai.learner import Recorder
-from fastcore.basics import noop
 
 __all__ = [
     "SparseDistributedDL",

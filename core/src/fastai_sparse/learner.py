@@ -25,6 +25,7 @@ Quiet mode (tests, CI): ``with learn.no_bar(), learn.no_logging(): ...``.
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 import warnings
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fastai.callback.progress  # noqa: F401  (patches Learner.no_bar)
+import fastai.callback.progress
+import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle, fit_flat_cos, lr_find)
 import numpy as np
 import torch
 from fastai.callback.core import Callback
@@ -283,7 +285,8 @@ class SparseDataLoaders(DataLoaders):
         """A loader over ``test_items`` (PointCloud, Mesh or paths) with the validation pipeline and
         no training noise; batches are ``(x,)`` unless ``with_labels``."""
         vds = self.valid_ds
-        ds = SparseDataset(list(test_items), vds.pipeline, vds.seed, vds.stream, pre)
+        pipeline = vds.pipeline if with_labels else _unlabelled(vds.pipeline)
+        ds = SparseDataset(list(test_items), pipeline, vds.seed, vds.stream, pre)
         kwargs.setdefault("shuffle", False)
         kwargs.setdefault("drop_last", False)
         return self.valid.new(ds, target_type=self.target_type if with_labels else None, **kwargs)
@@ -464,17 +467,38 @@ def tta_views(
 
 
 def _default_offset(pipeline: Any) -> float:
-    """Half a voxel in input units when the pipeline's voxelizer says its voxel size, else 0."""
+    """Half a voxel in input units when the pipeline's voxelizer has a ``scale`` (voxels per
+    unit) or ``voxel_size``, else 0."""
     vox = getattr(pipeline, "voxelizer", None)
     size = getattr(vox, "voxel_size", None)
+    if size is None and getattr(vox, "scale", None):
+        size = 1.0 / float(vox.scale)
     try:
         return 0.5 * float(np.min(size)) if size is not None else 0.0
     except (TypeError, ValueError):
         return 0.0
 
 
+def _unlabelled(pipeline: Any) -> Any:
+    """A shallow copy of a sample pipeline that does not check targets (inputs to predict have
+    no labels)."""
+    if getattr(pipeline, "target_type", None) is None:
+        return pipeline
+    p = copy.copy(pipeline)
+    p.target_type = None
+    return p
+
+
 # ---------------------------------------------------------------------------------------------
 # learner
+
+
+def _identity(x):
+    return x
+
+
+def _softmax_last(x):
+    return torch.softmax(x, -1)
 
 
 class SparseLearner(Learner):
@@ -532,13 +556,17 @@ class SparseLearner(Learner):
     ):
         """fastai's ``get_preds`` in dataset order with one row per output row: per point for
         segmentation ([N_total, K], points of sample 0 first), per sample otherwise. ``reorder``
-        is accepted for compatibility and ignored: the loader is never shuffled."""
+        is accepted for compatibility and ignored: the loader is never shuffled. For tasks with
+        classes the default activation is a softmax (probabilities), as with fastai's
+        cross-entropy losses."""
         if dl is None:
             dl = self.dls[ds_idx].new(shuffle=False, drop_last=False)
         elif isinstance(dl, TfmdDL) and (dl.shuffle or dl.drop_last):
             dl = dl.new(shuffle=False, drop_last=False)
         if hasattr(dl, "n") and len(dl) == 0:
             raise EmptyDatasetError("get_preds: the loader has no items")
+        if act is None and getattr(self.loss_func, "activation", None) is None and self.classify:
+            act = _softmax_last
         return super().get_preds(
             dl=dl,
             with_input=with_input,
@@ -551,25 +579,15 @@ class SparseLearner(Learner):
             **kwargs,
         )
 
-    def _raw_preds(self, dl) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _raw_preds(self, dl, bar: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Model outputs (no activation) and targets over ``dl`` in dataset order."""
-        res = self.get_preds(dl=dl, act=lambda o: o)
+        if bar:
+            res = self.get_preds(dl=dl, act=_identity)
+        else:
+            with self.no_bar():
+                res = self.get_preds(dl=dl, act=_identity)
         preds, targs = res[0], (res[1] if len(res) > 1 else None)
         return preds, targs
-
-    def _check_input(self, cloud: PointCloud) -> None:
-        vox = getattr(self.dls.valid_ds.pipeline, "voxelizer", None)
-        needed = getattr(vox, "required_attrs", None) or ()
-        if callable(needed):
-            needed = needed()
-        for key in needed:
-            if key not in cloud.attrs:
-                raise DataFormatError(
-                    f"the task {self.task_name or ''} needs the per-point attribute {key!r}, but the input has only "
-                    f"{sorted(cloud.attrs) or 'xyz'}",
-                    path=cloud.meta.get("path"),
-                    field=key,
-                )
 
     def predict(self, item: Any, tta: int = 1, bs: int = 1) -> Prediction:
         """Predict one input: a file path (read with :func:`fastai_sparse.io.load`), a Mesh or a PointCloud.
@@ -581,11 +599,10 @@ class SparseLearner(Learner):
         cloud = _to_cloud(item)
         if len(cloud) == 0:
             raise DataFormatError("the input has no points", path=cloud.meta.get("path"), field="xyz")
-        self._check_input(cloud)
         total = None
         for view in tta_views(tta, _default_offset(self.dls.valid_ds.pipeline)):
             dl = self.dls.test_dl([cloud], pre=view, bs=bs)
-            preds, _ = self._raw_preds(dl)
+            preds, _ = self._raw_preds(dl, bar=False)
             total = preds.float() if total is None else total + preds.float()
         out = total / tta
         if self.per == "point":

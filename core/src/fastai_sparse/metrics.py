@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from fastai.imports import noop  # the logger fastai's no_logging() installs
 from fastai.learner import Callback, Metric, Recorder
 
 from .errors import DataFormatError, ShapeError
@@ -370,8 +371,6 @@ class PerClassTableCallback(Callback):
         self.last = dict(zip(self.metric.class_names, iou_from_confusion(cm).tolist()))
         self.tables.append(self.last)
         rank0 = not _dist_ready() or torch.distributed.get_rank() == 0
-        from fastcore.basics import noop
-
         if not self.quiet and rank0 and getattr(self.learn, "logger", noop) is not noop:
             print(format_class_table(self.last, cm))
 
