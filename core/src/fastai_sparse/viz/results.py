@@ -73,8 +73,9 @@ def show_results(
     preds_l = _as_list(preds)[: len(clouds)]
     if len(preds_l) != len(clouds):
         raise ShapeError(f"{len(preds_l)} predictions for {len(clouds)} samples")
+    classification = all(_is_scalar(p) for p in preds_l)
     if targets is None:
-        targets_l = [c.attrs.get("labels", c.target) for c in clouds]
+        targets_l = [c.target if classification else c.attrs.get("labels") for c in clouds]
     else:
         targets_l = _as_list(targets)[: len(clouds)]
     if len(targets_l) != len(clouds):
@@ -85,7 +86,7 @@ def show_results(
     def name(k: int) -> str:
         return str(class_names[k]) if class_names is not None and 0 <= k < len(class_names) else str(k)
 
-    if all(_is_scalar(p) for p in preds_l):  # classification
+    if classification:
         titles = []
         for c, p, t in zip(clouds, preds_l, targets_l):
             pk = int(to_numpy(p))
