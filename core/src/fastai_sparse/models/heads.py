@@ -12,7 +12,7 @@ __all__ = ["PoolHead", "SegmentationHead"]
 
 
 class SegmentationHead(nn.Module):
-    """Per-voxel logits: ``SparseTensor [M, C] -> Tensor [M, num_classes]`` (``per = "voxel"``).
+    """Per-voxel logits: ``SparseTensor [M, C] -> Tensor [M, num_outputs]`` (``per = "voxel"``).
 
     Optional hidden layer (Linear, BN, ReLU) and dropout before the last Linear.
     """
@@ -22,12 +22,12 @@ class SegmentationHead(nn.Module):
     def __init__(
         self,
         in_channels: int = 16,
-        num_classes: int = 20,
+        num_outputs: int = 20,
         hidden: int | None = None,
         dropout: float = 0.0,
     ):
         super().__init__()
-        self.in_channels, self.num_outputs = in_channels, num_classes
+        self.in_channels, self.num_outputs = in_channels, num_outputs
         layers: list[nn.Module] = []
         c = in_channels
         if hidden:
@@ -35,7 +35,7 @@ class SegmentationHead(nn.Module):
             c = hidden
         if dropout:
             layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(c, num_classes))
+        layers.append(nn.Linear(c, num_outputs))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, x: SparseTensor) -> torch.Tensor:
