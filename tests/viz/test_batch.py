@@ -114,3 +114,12 @@ def test_bad_batches_raise_clear_errors(batch3):
     inv[0] = 5  # a point of sample 0 pointing at a voxel of sample 1
     with pytest.raises(ShapeError, match="sample 0 maps to a voxel outside"):
         split_batch({**x, "inverse": inv})
+
+
+def test_feats_look_like_rgb_tolerates_colour_jitter():
+    r = np.random.default_rng(0)
+    jittered = np.clip(r.uniform(-1, 1, (50, 3)) + r.normal(0, 0.05, (50, 3)), -1.1, 1.1)
+    assert feats_look_like_rgb(jittered)
+    assert not feats_look_like_rgb(r.uniform(0, 5, (50, 3)))  # e.g. raw heights / coordinates
+    assert not feats_look_like_rgb(np.ones((50, 3)))  # constant features carry no colour
+    assert not feats_look_like_rgb(r.uniform(-1, 1, (50, 2)))  # fewer than 3 channels

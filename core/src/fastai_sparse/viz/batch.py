@@ -137,21 +137,29 @@ def split_batch(x: Mapping[str, Any], y: Any = None, ignore_index: int = -100) -
     return out
 
 
+#: How far colour features may leave [-1, 1] (colour jitter / chromatic noise) and still be
+#: drawn as colours (clipped).
+RGB_SLACK = 0.25
+
+
 def feats_look_like_rgb(feats: np.ndarray) -> bool:
     """True when the first 3 feature channels can be read as a colour normalised to [-1, 1]
-    (or [0, 1]): at least 3 channels, all finite, within [-1, 1], and not constant."""
+    (or [0, 1]): at least 3 channels, all finite, within [-1, 1] up to :data:`RGB_SLACK` (colour
+    augmentation overshoots a little), and not constant. Unit normals pass too and are then
+    drawn as a normal map."""
     f = np.asarray(feats)
     if f.ndim != 2 or f.shape[1] < 3 or len(f) == 0:
         return False
     c = f[:, :3]
-    return bool(np.isfinite(c).all() and c.min() >= -1.0 - 1e-6 and c.max() <= 1.0 + 1e-6 and np.ptp(c) > 0)
+    lim = 1.0 + RGB_SLACK
+    return bool(np.isfinite(c).all() and c.min() >= -lim and c.max() <= lim and np.ptp(c) > 0)
 
 
 def _feat_kw(sample: Mapping[str, Any], channel: int | None, cmap: str) -> dict[str, Any]:
     f, xyz = np.asarray(sample["feats"]), np.asarray(sample["coords"])
     if channel is None and feats_look_like_rgb(f):
         c = f[:, :3].astype(np.float32)
-        return {"colors": (c + 1) / 2 if c.min() < 0 else c}
+        return {"colors": np.clip((c + 1) / 2 if c.min() < 0 else c, 0.0, 1.0)}
     ch = 0 if channel is None else channel
     if f.ndim == 2 and f.shape[1] > ch and np.ptp(f[:, ch]) > 0:
         return {"values": f[:, ch], "cmap": cmap}
@@ -230,7 +238,7 @@ def show_batch(
             )
         grid.points(
             i, np.asarray(s["coords"], np.float64), max_points=max_points, ignore_index=ignore_index,
-            size=size if size is not None else (2.0 if html else 1.5), **kw,
+            size=size, **kw,
         )  # fmt: skip
     grid.finish()
     if path is not None:

@@ -195,7 +195,7 @@ def show_detection(
     grid = PanelGrid(2, 2, html, titles, panel_size)
     kw = cloud_colors(cloud, color_by, class_names=class_names)
     for i, value in enumerate((gt_boxes, pred_boxes)):
-        grid.points(i, cloud.xyz, max_points=max_points, size=2.0 if html else 1.0, **kw)
+        grid.points(i, cloud.xyz, max_points=max_points, **kw)
         _draw_target(grid.target(i), value, None, class_names, dash=i == 1, name=("truth", "predicted")[i])
     grid.finish()
     if path is not None:

@@ -53,6 +53,12 @@ def subsample_indices(
     return np.sort(gen.choice(n, size=max_points, replace=False)).astype(np.int64)
 
 
+def default_marker_px(n: int) -> float:
+    """Marker diameter (pixels / points) that keeps ``n`` points readable: 6 for a few hundred,
+    1.5 for 20,000 and more."""
+    return float(np.clip(np.sqrt(40000.0 / max(n, 1)), 1.5, 6.0))
+
+
 def _subsample_note(title: str | None, shown: int, total: int) -> str:
     base = title or ""
     if shown < total:
@@ -131,7 +137,7 @@ def plot_points(
     values=None,
     labels=None,
     ax=None,
-    size: float = 2.0,
+    size: float | None = None,
     title: str | None = None,
     max_points: int | None = DEFAULT_MAX_POINTS,
     rng: int | np.random.Generator | None = 0,
@@ -148,7 +154,8 @@ def plot_points(
     negative = ignored grey, legend with ``class_names``), ``colors`` [N, 3] (rgb: 0..255,
     0..1 or -1..1), ``values`` [N] (scalar through ``cmap``), else height (z). Equal aspect on
     all three axes. Above ``max_points`` points a deterministic subsample (seed ``rng``) is
-    drawn and the title says how many are shown. ``ax`` None makes a new figure.
+    drawn and the title says how many are shown. ``ax`` None makes a new figure. ``size``:
+    marker diameter in points (None: :func:`default_marker_px` of the number drawn).
     """
     xyz = _as_xyz(xyz)
     cols, lab = _resolve(xyz, colors, values, labels, n_classes, class_names, ignore_index, cmap)
@@ -157,7 +164,8 @@ def plot_points(
         ax = fig.add_subplot(projection="3d")
     idx = subsample_indices(len(xyz), max_points, rng)
     p = xyz[idx]
-    ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=cols[idx], s=size, marker=".", linewidths=0, depthshade=False)
+    px = default_marker_px(len(p)) if size is None else size
+    ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=cols[idx], s=px**2, marker="o", linewidths=0, depthshade=False)
     if len(p):
         lo, hi = p.min(0), p.max(0)
         ctr, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-6)
@@ -195,7 +203,7 @@ def points_figure(
     fig=None,
     row: int | None = None,
     col: int | None = None,
-    size: float = 2.0,
+    size: float | None = None,
     title: str | None = None,
     max_points: int | None = DEFAULT_MAX_POINTS,
     rng: int | np.random.Generator | None = 0,
@@ -221,7 +229,7 @@ def points_figure(
     if new:
         fig = go.Figure()
     where = {"row": row, "col": col} if row is not None else {}
-    marker = {"size": size}
+    marker = {"size": default_marker_px(len(p)) if size is None else size}
     if lab is not None:
         shown = {t.name for t in fig.data if getattr(t, "showlegend", None) is not False}
         lab_s, col_s = lab[idx], cols[idx]
@@ -321,7 +329,9 @@ class PanelGrid:
 
     def finish(self) -> None:
         if not self.html:
-            self.fig.tight_layout()
+            # tight_layout ignores 3D titles: keep room for two title lines above each row
+            h = self.fig.get_figheight()
+            self.fig.tight_layout(rect=(0, 0, 1, 1 - 0.15 / h), h_pad=2.5)
 
 
 # ----------------------------------------------------------------------------- clouds
@@ -424,7 +434,7 @@ def show_clouds(
         kw.setdefault("n_classes", n_classes)
         grid.points(
             i, c.xyz, max_points=max_points, rng=rng, ignore_index=ignore_index,
-            size=size if size is not None else (2.0 if html else 1.5), **kw,
+            size=size, **kw,
         )  # fmt: skip
     grid.finish()
     if path is not None:

@@ -81,7 +81,6 @@ def show_results(
     if len(targets_l) != len(clouds):
         raise ShapeError(f"{len(targets_l)} targets for {len(clouds)} samples")
     html = html or (path is not None and str(path).lower().endswith((".html", ".htm")))
-    size = size if size is not None else (2.0 if html else 1.5)
 
     def name(k: int) -> str:
         return str(class_names[k]) if class_names is not None and 0 <= k < len(class_names) else str(k)
@@ -169,7 +168,7 @@ def confidence_heatmap(
     from .colors import feature_colors
 
     cols = feature_colors(conf, cmap=cmap, vmin=0.0, vmax=1.0)
-    grid.points(0, xyz, colors=cols, max_points=max_points, size=size if size is not None else 2.0)
+    grid.points(0, xyz, colors=cols, max_points=max_points, size=size)
     if html:
         import plotly.graph_objects as go
 
@@ -218,5 +217,5 @@ def error_map(
     full = f"{title or ''} ({n_wrong:,} of {n_valid:,} wrong, {rate:.1%}; grey = ignored)".strip()
     html = html or (path is not None and str(path).lower().endswith((".html", ".htm")))
     grid = PanelGrid(1, 1, html, [full], panel_size)
-    grid.points(0, xyz, colors=cols, max_points=max_points, size=size if size is not None else 2.0)
+    grid.points(0, xyz, colors=cols, max_points=max_points, size=size)
     return _finish(grid, path, dpi)
