@@ -1,0 +1,152 @@
+"""The ScanNet tasks: ``scannet-seg``, ``scannet-seg-large`` and (when core has a detection head)
+``scannet-det``.
+
+Augmentation follows SparseConvNet's ScanNet example, expressed in metres with the voxel size
+in the :class:`~fastai_sparse.voxelize.Voxelizer`: ``M = I + 0.1 randn(3, 3)``, mirror x with
+p 0.5, rotation about z by U[0, 2 pi), elastic distortion twice with (granularity, magnitude)
+(6, 40) * s/50 then (20, 160) * s/50 voxels at s voxels per metre, i.e. (0.12, 0.8) and
+(0.4, 3.2) metres whatever the scale, random placement inside the 4096^3 grid, colours to
+[-1, 1] and one random colour shift per scene. Validation: mirror + rotation only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastai_sparse.registry import Factory
+from fastai_sparse.task import Task
+
+from .constants import BENCHMARK_COLORS, BENCHMARK_IDS, BENCHMARK_NAMES, DET_IDS, DET_NAMES
+
+__all__ = ["detection_task", "fixture", "scannet_tasks", "seg_task", "train_transforms", "valid_transforms"]
+
+DATASET = Factory(
+    "scannet-v2", "fastai_sparse_scannet.dataset:ScanNetScenes", description="ScanNet v2 scenes (scans/)"
+)
+FULL_SCALE = 4096
+
+
+def train_transforms(scale: float) -> list:
+    """The SparseConvNet ScanNet training augmentation for ``scale`` voxels per metre."""
+    from fastai_sparse.transforms.features import ColorShift, NormalizeColor
+    from fastai_sparse.transforms.points import (
+        ElasticDistortion,
+        FitToGrid,
+        RandomAffineNoise,
+        RandomFlip,
+        RandomRotate,
+    )
+
+    return [
+        RandomAffineNoise(0.1),
+        RandomFlip(("x",)),
+        RandomRotate("z"),
+        ElasticDistortion(6 / 50, 40 / 50),
+        ElasticDistortion(20 / 50, 160 / 50),
+        FitToGrid(FULL_SCALE, scale=scale, random_offset=True),
+        NormalizeColor(),
+        ColorShift(0.1),
+    ]
+
+
+def valid_transforms(scale: float) -> list:
+    """Validation: mirror x and rotate about z (no noise), centred in the grid."""
+    from fastai_sparse.transforms.features import NormalizeColor
+    from fastai_sparse.transforms.points import FitToGrid, RandomFlip, RandomRotate
+
+    return [
+        RandomFlip(("x",)),
+        RandomRotate("z"),
+        FitToGrid(FULL_SCALE, scale=scale, random_offset=False),
+        NormalizeColor(),
+    ]
+
+
+def fixture(directory: str | Path) -> Path:
+    """A tiny ScanNet v2 root (2 train, 1 val, 1 test scene) in the real formats."""
+    from .fixtures import make_fixture
+
+    return make_fixture(Path(directory) / "scannet", vertices=1500)
+
+
+def _prepare(root, out=None, jobs=2, skip_bad=False, **kwargs):
+    from .prepare import prepare
+
+    return prepare(root, out=out, jobs=jobs, skip_bad=skip_bad, **kwargs)
+
+
+def seg_task(name: str, scale: float, model: str, defaults: dict, description: str) -> Task:
+    from fastai_sparse.targets import Segmentation
+    from fastai_sparse.voxelize import Voxelizer
+
+    return Task(
+        name=name,
+        description=description,
+        target=Segmentation(list(BENCHMARK_NAMES), ignore_index=-100),
+        dataset=DATASET,
+        train_transforms=train_transforms(scale),
+        valid_transforms=valid_transforms(scale),
+        voxelizer=Voxelizer(scale=scale, features=("rgb",), full_scale=FULL_SCALE, origin="none"),
+        model=model,
+        head="seg-linear",
+        metrics=["miou", "iou-per-class", "accuracy", "mean-class-accuracy"],
+        needs_root=True,
+        defaults=defaults,
+        prepare=_prepare,
+        fixture=fixture,
+        class_colors=BENCHMARK_COLORS.copy(),
+        label_values=list(BENCHMARK_IDS),
+    )
+
+
+def scannet_tasks() -> list[Task]:
+    """The segmentation tasks registered by the plugin."""
+    return [
+        seg_task(
+            "scannet-seg",
+            20.0,
+            "unet-m16",
+            {"bs": 8, "epochs": 100, "lr": 1e-3, "tta": 4},
+            "ScanNet v2 semantic segmentation, 20 classes, 5 cm voxels, UNet m=16",
+        ),
+        seg_task(
+            "scannet-seg-large",
+            50.0,
+            "unet-m32-r2",
+            {"bs": 5, "epochs": 200, "lr": 1e-3, "tta": 8},
+            "ScanNet v2 semantic segmentation, 20 classes, 2 cm voxels, residual UNet m=32",
+        ),
+    ]
+
+
+def detection_task(head: str, scale: float = 20.0, model: str = "unet-m16") -> Task:
+    """``scannet-det``: axis-aligned instance boxes of the 18 detection classes (target
+    :class:`~fastai_sparse.targets.BoundingBoxes`) with the detection ``head`` named in the
+    registry. Not registered until core provides a detection head and loss."""
+    from fastai_sparse.targets import BoundingBoxes
+    from fastai_sparse.transforms.features import NormalizeColor
+    from fastai_sparse.transforms.points import FitToGrid, RandomFlip, RandomRotate, RandomScale
+    from fastai_sparse.voxelize import Voxelizer
+
+    return Task(
+        name="scannet-det",
+        description="ScanNet v2 3D detection: axis-aligned boxes of 18 classes",
+        target=BoundingBoxes(list(DET_NAMES)),
+        dataset=Factory("scannet-v2-boxes", DATASET.target, boxes=True),
+        train_transforms=[
+            RandomFlip(("x", "y")),
+            RandomRotate("z", (-0.087, 0.087)),
+            RandomScale((0.9, 1.1)),
+            FitToGrid(FULL_SCALE, scale=scale, random_offset=True),
+            NormalizeColor(),
+        ],
+        valid_transforms=[FitToGrid(FULL_SCALE, scale=scale, random_offset=False), NormalizeColor()],
+        voxelizer=Voxelizer(scale=scale, features=("rgb",), full_scale=FULL_SCALE, origin="none"),
+        model=model,
+        head=head,
+        needs_root=True,
+        defaults={"bs": 8, "epochs": 100, "lr": 1e-3, "tta": 0},
+        prepare=_prepare,
+        fixture=fixture,
+        label_values=list(DET_IDS),
+    )
