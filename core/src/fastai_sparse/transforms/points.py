@@ -280,19 +280,19 @@ class _ElasticField:
     interpolation (constant extension beyond the grid). Callable as a point map.
 
     lo: float64 [3] position of node (0, 0, 0); spacing: node distance; grid: float32
-    [3, nx, ny, nz] displacement at the nodes (channel-first, so every arithmetic step below
-    works on long contiguous rows).
+    [nx, ny, nz, 3] displacement at the nodes.
     """
 
     def __init__(self, lo: np.ndarray, spacing: float, grid: np.ndarray):
         self.lo = np.asarray(lo, np.float64)
         self.inv = 1.0 / float(spacing)
-        self.shape = tuple(int(s) for s in grid.shape[1:])
-        self.table = np.ascontiguousarray(grid.reshape(3, -1), dtype=np.float32)
+        self.shape = tuple(int(s) for s in grid.shape[:3])
+        # channel-last: the three channels of a node share a cache line
+        self.table = np.ascontiguousarray(grid, dtype=np.float32).reshape(-1, 3)
         self.strides = (self.shape[1] * self.shape[2], self.shape[2], 1)
 
     def displacement(self, x: np.ndarray) -> np.ndarray:
-        """float32 [3, K] displacement (channel-first) at the points x float [K, 3]."""
+        """float32 [K, 3] displacement at the points x float [K, 3]."""
         x = np.asarray(x, np.float64)
         base = None
         frac = []
@@ -301,7 +301,9 @@ class _ElasticField:
             np.clip(u, 0, np.float32(self.shape[k] - 1) - np.float32(1e-3), out=u)
             f = np.floor(u)
             u -= f  # fractional part in [0, 1)
-            frac.append(u)
+            # weights repeated over the 3 channels: contiguous [K, 3] arithmetic below is
+            # several times faster in numpy than broadcasting a [K, 1] column
+            frac.append(np.repeat(u[:, None], 3, axis=1))
             ik = f.astype(np.intp)
             if k < 2:
                 ik *= self.strides[k]
@@ -311,8 +313,8 @@ class _ElasticField:
         t = self.table
 
         def lerp_z(o: int) -> np.ndarray:  # corners o and o + 1 (along z), blended by fz
-            a = t.take(base + o, axis=1)
-            b = t.take(base + (o + 1), axis=1)
+            a = t.take(base + o, axis=0)
+            b = t.take(base + (o + 1), axis=0)
             b -= a
             b *= fz
             b += a
@@ -332,7 +334,7 @@ class _ElasticField:
         return c0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, np.float64) + self.displacement(x).T
+        return np.asarray(x, np.float64) + self.displacement(x)
 
 
 class ElasticDistortion(Transform):
@@ -376,14 +378,14 @@ class ElasticDistortion(Transform):
         lo = lo - g
         shape = np.floor((hi - lo) / g).astype(np.int64) + 3
         if self.noise == "uniform":
-            grid = rng.random((3, *shape), dtype=np.float32)
+            grid = rng.random((*shape, 3), dtype=np.float32)
             grid -= np.float32(0.5)
             gain = np.sqrt(12.0) * self.magnitude
         else:
-            grid = rng.standard_normal((3, *shape), dtype=np.float32)
+            grid = rng.standard_normal((*shape, 3), dtype=np.float32)
             gain = self.magnitude
-        for ax in (1, 2, 3):  # the gain is folded into the first pass
-            w = self._KERNEL * np.float32(gain) if ax == 1 else self._KERNEL
+        for ax in (0, 1, 2):  # channel-last grid; the gain is folded into the first pass
+            w = self._KERNEL * np.float32(gain) if ax == 0 else self._KERNEL
             ndimage.correlate1d(grid, w, axis=ax, mode="constant", output=grid)
         return _ElasticField(lo, g, grid)
 
@@ -472,8 +474,12 @@ class FitToGrid(Transform):
         u = rng.random(3) if self.random_offset else np.full(3, 0.5)
         offset = -m + slack * u
         out = apply_affine(cloud, np.eye(3), offset / self.scale)
-        idx = voxel_floor(out.xyz, self.scale)
-        keep = inside_box(idx, np.zeros(3), np.full(3, self.full_scale))
+        # floor(x * scale) in [0, full_scale)  <=>  0 <= x * scale < full_scale (same float64 product)
+        keep = np.ones(len(out), bool)
+        for k in range(3):
+            v = out.xyz[:, k].astype(np.float64) * self.scale
+            keep &= v >= 0
+            keep &= v < self.full_scale
         return crop(out, keep, np.zeros(3), np.full(3, self.full_scale / self.scale))
 
 
