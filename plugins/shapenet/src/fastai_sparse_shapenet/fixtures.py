@@ -22,7 +22,7 @@ from fastai_sparse.geometry import PointCloud
 
 from .categories import CATEGORIES, Category, get_category
 
-__all__ = ["SYNTHETIC_TO_SHAPENET", "SyntheticShapeNet", "make_fixture"]
+__all__ = ["SYNTHETIC_TO_SHAPENET", "SyntheticShapeNet", "make_fixture", "synthetic_shapenet"]
 
 #: synthetic category -> (ShapeNet category name, ShapeNet local part index of each synthetic part)
 SYNTHETIC_TO_SHAPENET: dict[str, tuple[str, tuple[int, ...]]] = {
@@ -82,6 +82,13 @@ class SyntheticShapeNet(Sequence):
 
     def __repr__(self) -> str:
         return f"SyntheticShapeNet(n={len(self)}, split={self.src.split!r}, categories={list(self.src.categories)})"
+
+
+def synthetic_shapenet(split: str = "train", n: int | None = None, **kwargs) -> SyntheticShapeNet:
+    """Dataset factory: :class:`SyntheticShapeNet` with 200 training / 50 other shapes by default."""
+    return SyntheticShapeNet(
+        n=n if n is not None else (200 if split == "train" else 50), split=split, **kwargs
+    )
 
 
 def _token(rng: np.random.Generator) -> str:

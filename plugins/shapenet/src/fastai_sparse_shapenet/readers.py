@@ -381,7 +381,8 @@ class ShapeNetPart(Sequence):
     layout: ``"normal"``, ``"v0"``, ``"iccv17"`` or None (detected); categories: names,
     synsets or indices to keep (default all); split_dir: folder holding the
     ``shuffled_*_file_list.json`` files when they are not under ``root/train_test_split``;
-    labels_required: raise when a shape has no label file (default True).
+    labels_required: raise when a shape has no label file (default True); normals: require
+    surface normals (only the ``normal`` layout has them: DataFormatError otherwise).
     Items are read from disk on every access (files are small).
     """
 
@@ -393,9 +394,17 @@ class ShapeNetPart(Sequence):
         categories: Sequence[str | int] | None = None,
         split_dir: str | Path | None = None,
         labels_required: bool = True,
+        normals: bool = False,
     ):
         self.root, self.split = Path(root), split
         self.layout = layout or detect_layout(self.root)
+        if normals and self.layout != "normal":
+            raise DataFormatError(
+                f"the {self.layout!r} layout has no surface normals, but normals were requested: use the "
+                "shapenet_v0_normal download (x y z nx ny nz part) or the task 'shapenet-part-nonormals'",
+                path=self.root,
+                field="normals",
+            )
         recs = list_records(self.root, split, self.layout, split_dir)
         if categories is not None:
             keep = {get_category(c).synset for c in categories}
