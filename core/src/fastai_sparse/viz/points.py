@@ -54,9 +54,9 @@ def subsample_indices(
 
 
 def default_marker_px(n: int) -> float:
-    """Marker diameter (pixels / points) that keeps ``n`` points readable: 6 for a few hundred,
+    """Marker diameter (pixels / points) that keeps ``n`` points readable: 4.5 for up to 2,000,
     1.5 for 20,000 and more."""
-    return float(np.clip(np.sqrt(40000.0 / max(n, 1)), 1.5, 6.0))
+    return float(np.clip(np.sqrt(40000.0 / max(n, 1)), 1.5, 4.5))
 
 
 def _subsample_note(title: str | None, shown: int, total: int) -> str:
