@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import Backend
+from .base import Backend
 
 if TYPE_CHECKING:
     from ..tensor import SparseTensor

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ...errors import ShapeError
-from . import Backend
+from .base import Backend
 
 if TYPE_CHECKING:
     from ..tensor import SparseTensor

@@ -8,7 +8,7 @@ import torch
 
 from ...errors import ShapeError
 from ..functional import down_conv, inverse_conv, subm_conv
-from . import Backend
+from .base import Backend
 
 if TYPE_CHECKING:
     from ..tensor import SparseTensor
