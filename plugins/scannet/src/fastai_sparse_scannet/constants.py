@@ -104,7 +104,7 @@ BENCHMARK_COLORS = np.array(
 #: The 18 detection classes (the benchmark classes minus wall and floor; NYU40 id 39 is
 #: named garbagebin, as in the usual ScanNet detection setting).
 DET_IDS = BENCHMARK_IDS[2:]
-DET_NAMES = BENCHMARK_NAMES[2:-1] + ("garbagebin",)
+DET_NAMES = (*BENCHMARK_NAMES[2:-1], "garbagebin")
 
 
 def _lookup(ids: tuple[int, ...]) -> np.ndarray:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import Boxes, PointCloud
 
@@ -110,9 +109,12 @@ class ScanNetScenes(Sequence):
         """The cached arrays of scene ``i`` (read from the raw files when no valid cache)."""
         scene = self.scenes[i]
         arrays = read_cache(cache_path(self.cache, scene), label_source=self.label_source)
-        if arrays is not None and (not self.normals or "normals" in arrays):
-            if not self.labelled or "labels" in arrays:
-                return arrays
+        if (
+            arrays is not None
+            and (not self.normals or "normals" in arrays)
+            and (not self.labelled or "labels" in arrays)
+        ):
+            return arrays
         return scene_arrays(
             self.dirs[i],
             label_source=self.label_source,

@@ -233,8 +233,8 @@ def _room(rng: np.random.Generator, vertices: int):
     for s, (cat, obj, geo) in enumerate(surfaces):
         if len(geo) == 3:
             o, u, v = geo
-            nu = max(1, int(round(np.linalg.norm(u) / step)))
-            nv = max(1, int(round(np.linalg.norm(v) / step)))
+            nu = max(1, round(float(np.linalg.norm(u)) / step))
+            nv = max(1, round(float(np.linalg.norm(v)) / step))
         else:
             o, u, v, nu, nv = geo
         pts, tris, patch = _grid(o, u, v, nu, nv)

@@ -28,6 +28,7 @@ import os
 import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import suppress
@@ -35,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from fastai_sparse.errors import DataFormatError, FastaiSparseError
 
 from .reader import (
@@ -130,7 +130,7 @@ def read_cache(
             if normals is not None and bool(z["normals_flag"]) != normals:
                 return None
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
     n = int(arrays["n"])
     if any(len(arrays[k]) != n for k in ("coords", "colors", "labels", "instance", "normals") if k in arrays):
@@ -221,7 +221,7 @@ def prepare(
         if not force and read_cache(dst, label_source=label_source, normals=normals) is not None:
             skipped_existing += 1
             continue
-        work.append((scene, str(d), str(dst), label_source, table, normals, True if labelled else False))
+        work.append((scene, str(d), str(dst), label_source, table, normals, bool(labelled)))
 
     from fastprogress.fastprogress import progress_bar
 
@@ -264,7 +264,7 @@ def prepare(
     return {
         "root": str(root),
         "out": str(out),
-        "scenes": len(todo) + len([s for s in bad if s not in {t[0] for t in todo}]),
+        "scenes": len(seen),
         "prepared": prepared,
         "skipped_existing": skipped_existing,
         "bad": len(bad),

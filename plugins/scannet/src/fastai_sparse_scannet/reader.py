@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from fastai_sparse.errors import DataFormatError
 
 from .constants import SPLIT_FILES, TSV_COLUMNS, TSV_NAME, nyu40_to_benchmark
@@ -354,8 +353,8 @@ def read_axis_alignment(path: str | Path, scene: str | None = None) -> np.ndarra
                 nums = []
             if len(nums) != 16:
                 raise DataFormatError(
-                    (f"scene {scene}: " if scene else "") + f"axisAlignment has {len(value.split())} values "
-                    f"({value.strip()[:60]!r}), expected 16 numbers",
+                    (f"scene {scene}: " if scene else "") + f"axisAlignment is {value.strip()[:80]!r} "
+                    f"({len(value.split())} values), expected 16 numbers",
                     path=path,
                     field="axisAlignment",
                 )
@@ -504,7 +503,9 @@ def read_scene(
                     )
                     if on_unknown == "error":
                         raise DataFormatError(msg, path=files["labels"], field="label")
-                    warnings.warn(f"{files['labels']}: {msg}; they are treated as unannotated (ignored)")
+                    warnings.warn(
+                        f"{files['labels']}: {msg}; they are treated as unannotated (ignored)", stacklevel=2
+                    )
                     mapped = np.where(bad, 0, mapped)
                 out.unmapped = int(bad.sum())
                 nyu40 = mapped
