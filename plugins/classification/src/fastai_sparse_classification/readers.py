@@ -1,0 +1,495 @@
+"""Readers for whole-shape datasets: ModelNet40 / ModelNet10 (mesh and resampled-points layouts)
+and generic mesh folders (one sub-folder per class).
+
+Every dataset is a lazy :class:`ShapeDataset`: a ``Sequence`` of
+:class:`~fastai_sparse.geometry.PointCloud`, item ``i`` being a pure function of ``(seed, split,
+i)``. Meshes are sampled to ``points`` surface points (area-weighted, face normals) with core's
+:func:`~fastai_sparse.transforms.mesh.sample_surface`; point files are subsampled without
+replacement (all points kept when there are fewer). Each cloud has ``xyz`` float32 [N, 3] (centred
+and scaled into the unit sphere when ``normalize``), ``attrs["normals"]`` float32 [N, 3], ``target``
+= int class index and ``meta`` with ``path``, ``id``, ``category`` and ``split``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastai_sparse.errors import DataFormatError, FastaiSparseError
+from fastai_sparse.geometry import Mesh, PointCloud
+
+__all__ = [
+    "MESH_EXTENSIONS",
+    "MODELNET10_CLASSES",
+    "MODELNET40_CLASSES",
+    "MeshFolder",
+    "ModelNet",
+    "ModelNet10",
+    "ModelNet40",
+    "ShapeDataset",
+    "ShapeItem",
+    "load_shape",
+    "mesh_folder_items",
+    "modelnet_mesh_items",
+    "modelnet_resampled_items",
+]
+
+#: The 40 ModelNet40 classes, in the order of ``modelnet40_shape_names.txt`` (class index = position).
+MODELNET40_CLASSES: tuple[str, ...] = (
+    "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair", "cone",
+    "cup", "curtain", "desk", "door", "dresser", "flower_pot", "glass_box", "guitar", "keyboard",
+    "lamp", "laptop", "mantel", "monitor", "night_stand", "person", "piano", "plant", "radio",
+    "range_hood", "sink", "sofa", "stairs", "stool", "table", "tent", "toilet", "tv_stand", "vase",
+    "wardrobe", "xbox",
+)  # fmt: skip
+#: The 10 ModelNet10 classes (order of ``modelnet10_shape_names.txt``).
+MODELNET10_CLASSES: tuple[str, ...] = (
+    "bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table", "toilet",
+)  # fmt: skip
+
+#: File extensions read by the mesh-folder dataset (lower case).
+MESH_EXTENSIONS: tuple[str, ...] = (".off", ".ply", ".obj", ".stl", ".txt", ".pts", ".xyz")
+
+#: dataset split name -> the folder / list name of the split in ModelNet (which has no validation split)
+_SPLIT_FILES = {"train": "train", "valid": "test", "test": "test"}
+_ID = re.compile(r"^(?P<cls>.+)_(?P<num>\d+)$")
+
+
+def _split_name(split: str) -> str:
+    if split not in _SPLIT_FILES:
+        raise ValueError(f"split must be one of {sorted(_SPLIT_FILES)}, got {split!r}")
+    return _SPLIT_FILES[split]
+
+
+def _hidden(p: Path) -> bool:
+    return p.name.startswith((".", "__")) or p.name == "__MACOSX"
+
+
+@dataclass(frozen=True)
+class ShapeItem:
+    """One file of a shape dataset: its path, class index, id (file stem) and class name."""
+
+    path: Path
+    label: int
+    id: str
+    category: str
+
+
+# ---------------------------------------------------------------------------------------------
+# one file -> PointCloud
+
+
+def load_shape(
+    path: str | Path,
+    points: int = 2048,
+    rng: np.random.Generator | None = None,
+    *,
+    normalize: bool = True,
+    estimate_normals: bool = True,
+) -> PointCloud:
+    """Read one mesh or point file and return ``points`` surface points with normals.
+
+    Meshes (OFF, OBJ, STL, PLY with faces): ``points`` samples, area-weighted, face normals; a
+    mesh of zero total area (no faces, or only degenerate ones) raises DataFormatError naming the
+    file. Point files (txt ``x y z [nx ny nz]``, PLY without faces): a random subset of ``points``
+    without replacement (all of them when the file has fewer); normals from the file, else
+    estimated from 16 neighbours (``estimate_normals``). ``normalize`` centres the bounding box
+    and scales into the unit sphere. Returns xyz float32 [n, 3], ``attrs["normals"]`` float32
+    [n, 3] (plus any other per-point attribute of the file), ``meta["path"]``.
+    """
+    from fastai_sparse.io import load
+    from fastai_sparse.transforms import AddNormals
+    from fastai_sparse.transforms.mesh import normalize as normalize_obj
+    from fastai_sparse.transforms.mesh import sample_surface
+
+    path = Path(path)
+    rng = np.random.default_rng(0) if rng is None else rng
+    obj = load(path)
+    obj.meta.setdefault("path", str(path))
+    if isinstance(obj, Mesh):
+        if len(obj.faces) == 0:
+            raise DataFormatError(
+                f"the mesh has {len(obj.vertices)} vertices and 0 faces (zero surface area), expected "
+                "triangles to sample points from",
+                path=path,
+                field="faces",
+            )
+        cloud = sample_surface(obj, points, rng)
+    else:
+        cloud = obj
+        if len(cloud) == 0:
+            raise DataFormatError("the file holds 0 points, expected at least one", path=path, field="xyz")
+        if len(cloud) > points:
+            cloud = cloud.select(np.sort(rng.choice(len(cloud), points, replace=False)))
+        if "normals" not in cloud.attrs:
+            cloud = AddNormals(estimate=estimate_normals)(cloud)
+    if normalize:
+        cloud = normalize_obj(cloud)
+    return cloud
+
+
+class ShapeDataset(Sequence):
+    """A lazy sequence of shapes: item ``i`` = :func:`load_shape` of ``items[i]`` with the class as
+    target, drawn from ``numpy.random.default_rng([seed, split code, i])`` (same on every call).
+
+    items: :class:`ShapeItem` list; classes: all class names (targets index into them).
+    skip_bad: read every file once now and drop those that fail, with one warning listing them
+    (``bad`` holds ``(path, message)`` pairs); otherwise a bad file raises when its item is read,
+    with the file's path in the message.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[ShapeItem],
+        classes: Sequence[str],
+        split: str = "train",
+        points: int = 2048,
+        seed: int = 0,
+        normalize: bool = True,
+        skip_bad: bool = False,
+        name: str = "shapes",
+    ):
+        if points < 1:
+            raise ValueError(f"points must be >= 1, got {points}")
+        self.items, self.classes = list(items), tuple(classes)
+        self.split, self.points, self.seed, self.normalize, self.name = (
+            split,
+            int(points),
+            int(seed),
+            normalize,
+            name,
+        )
+        self.bad: list[tuple[Path, str]] = []
+        if skip_bad:
+            self._drop_bad()
+
+    def _drop_bad(self) -> None:
+        good = []
+        for i, it in enumerate(self.items):
+            try:
+                self._read(i, it)
+            except FastaiSparseError as e:
+                self.bad.append((it.path, str(e)))
+            else:
+                good.append(it)
+        self.items = good
+        if self.bad:
+            listing = "\n".join(f"  {p}: {m}" for p, m in self.bad[:20])
+            more = f"\n  ... and {len(self.bad) - 20} more" if len(self.bad) > 20 else ""
+            warnings.warn(
+                f"{self.name} ({self.split}): skipped {len(self.bad)} unreadable file(s) of "
+                f"{len(self.bad) + len(good)}:\n{listing}{more}",
+                stacklevel=3,
+            )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng(
+            [self.seed, {"train": 0, "valid": 1, "test": 2}.get(self.split, 3), int(i)]
+        )
+
+    def _read(self, i: int, it: ShapeItem) -> PointCloud:
+        try:
+            cloud = load_shape(it.path, self.points, self.rng(i), normalize=self.normalize)
+        except FastaiSparseError:
+            raise
+        except Exception as e:  # a reader's own error (plyfile, trimesh, OS): name the file
+            raise DataFormatError(f"cannot read the file: {type(e).__name__}: {e}", path=it.path) from e
+        meta = {**cloud.meta, "path": str(it.path), "id": it.id, "category": it.category, "split": self.split}
+        return cloud.replace(target=int(it.label), meta=meta)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        j = int(i) + len(self) if i < 0 else int(i)
+        if not 0 <= j < len(self):
+            raise IndexError(f"{self.name} index {i} out of range for {len(self)} items")
+        return self._read(j, self.items[j])
+
+    def counts(self) -> dict[str, int]:
+        """Number of items per class name (classes with no item included, as 0)."""
+        c = dict.fromkeys(self.classes, 0)
+        for it in self.items:
+            c[it.category] += 1
+        return c
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.name!r}, split={self.split!r}, n={len(self)}, "
+            f"classes={len(self.classes)}, points={self.points})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# ModelNet
+
+
+def _find_dir(root: Path, names: Sequence[str], marker: str) -> Path | None:
+    """``root`` itself when it holds ``marker``, else the first ``root/<name>`` that does."""
+    for d in [root, *(root / n for n in names)]:
+        if (d / marker).exists():
+            return d
+    return None
+
+
+def _mesh_root(root: Path, variant: str) -> Path | None:
+    """The folder holding ``<class>/{train,test}/`` for ModelNet40 / ModelNet10, if any."""
+    folder = {"modelnet40": "ModelNet40", "modelnet10": "ModelNet10"}[variant]
+    for d in (root / folder, root):
+        if d.is_dir() and any(
+            (c / "train").is_dir() or (c / "test").is_dir() for c in d.iterdir() if c.is_dir()
+        ):
+            return d
+    return None
+
+
+def _resampled_root(root: Path, variant: str) -> Path | None:
+    return _find_dir(
+        root,
+        ("modelnet40_normal_resampled", "modelnet40_normal_resampled".upper()),
+        f"{variant}_shape_names.txt",
+    )
+
+
+def _read_list(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataFormatError(f"missing file, expected the ModelNet list {path.name}", path=path)
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    return [ln for ln in lines if ln]
+
+
+def modelnet_mesh_items(root: str | Path, split: str, classes: Sequence[str]) -> list[ShapeItem]:
+    """Items of the mesh layout ``<root>/<class>/{train,test}/<class>_<nnnn>.off``.
+
+    Files in ``root`` (README.txt, .DS_Store, ...) and hidden folders are ignored. A folder whose
+    name is not one of ``classes`` raises; so does a class folder holding no ``.off`` file at all
+    (in any split), and a file whose name does not start with its class.
+    """
+    root, part = Path(root), _split_name(split)
+    index = {c: i for i, c in enumerate(classes)}
+    items: list[ShapeItem] = []
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p))
+    if not folders:
+        raise DataFormatError(
+            f"no class folders, expected <class>/{{train,test}}/<class>_<nnnn>.off", path=root
+        )
+    for d in folders:
+        if d.name not in index:
+            raise DataFormatError(
+                f"folder {d.name!r} is not a class of this dataset; expected one of {list(classes)}",
+                path=d,
+            )
+        all_off = [p for p in d.glob("*/*") if p.suffix.lower() == ".off"]
+        if not all_off:
+            raise DataFormatError(
+                f"class folder {d.name!r} holds no .off file, expected {d.name}/{{train,test}}/{d.name}_<nnnn>.off",
+                path=d,
+            )
+        for p in sorted((d / part).glob("*")):
+            if p.suffix.lower() != ".off" or _hidden(p):
+                continue
+            m = _ID.match(p.stem)
+            if not m or m["cls"] != d.name:
+                raise DataFormatError(
+                    f"file name {p.name!r} does not match its class folder, expected {d.name}_<nnnn>.off",
+                    path=p,
+                )
+            items.append(ShapeItem(p, index[d.name], p.stem, d.name))
+    return items
+
+
+def modelnet_resampled_items(
+    root: str | Path, split: str, variant: str = "modelnet40"
+) -> tuple[list[ShapeItem], tuple[str, ...]]:
+    """Items and classes of ``modelnet40_normal_resampled/``: ``<variant>_shape_names.txt`` (the
+    classes), ``<variant>_{train,test}.txt`` (ids such as ``airplane_0001``; class = id without the
+    last ``_NNNN``), files ``<class>/<id>.txt`` of comma-separated ``x,y,z,nx,ny,nz``.
+
+    An id whose class is not in the shape names, or whose file is missing, raises naming both.
+    """
+    root, part = Path(root), _split_name(split)
+    names_file = root / f"{variant}_shape_names.txt"
+    classes = tuple(_read_list(names_file))
+    if len(set(classes)) != len(classes):
+        raise DataFormatError(f"class names repeat: {classes}", path=names_file)
+    index = {c: i for i, c in enumerate(classes)}
+    list_file = root / f"{variant}_{part}.txt"
+    items = []
+    for k, sid in enumerate(_read_list(list_file), start=1):
+        m = _ID.match(sid)
+        if not m or m["cls"] not in index:
+            raise DataFormatError(
+                f"line {k}: found id {sid!r}, expected <class>_<NNNN> with <class> in {names_file.name}",
+                path=list_file,
+                field="id",
+            )
+        p = root / m["cls"] / f"{sid}.txt"
+        if not p.is_file():
+            raise DataFormatError(f"line {k}: id {sid!r} listed but its file is missing", path=p)
+        items.append(ShapeItem(p, index[m["cls"]], sid, m["cls"]))
+    return items, classes
+
+
+def ModelNet(
+    root: str | Path,
+    split: str = "train",
+    variant: str = "modelnet40",
+    layout: str = "auto",
+    points: int = 2048,
+    seed: int = 0,
+    normalize: bool = True,
+    skip_bad: bool = False,
+) -> ShapeDataset:
+    """ModelNet40 or ModelNet10 as a :class:`ShapeDataset`.
+
+    root: a folder holding ``ModelNet40/`` (or ``ModelNet10/``) with the OFF meshes, or
+    ``modelnet40_normal_resampled/``, or one of those folders itself. layout: ``"mesh"``,
+    ``"resampled"`` or ``"auto"`` (mesh when both exist). split: ``"train"``; ``"valid"`` and
+    ``"test"`` both give the official test split (ModelNet has no validation split).
+    Targets index into ``MODELNET40_CLASSES`` / ``MODELNET10_CLASSES``.
+    """
+    if variant not in ("modelnet40", "modelnet10"):
+        raise ValueError(f"variant must be 'modelnet40' or 'modelnet10', got {variant!r}")
+    if layout not in ("auto", "mesh", "resampled"):
+        raise ValueError(f"layout must be 'auto', 'mesh' or 'resampled', got {layout!r}")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError("not a folder, expected the ModelNet data root", path=root)
+    classes = MODELNET40_CLASSES if variant == "modelnet40" else MODELNET10_CLASSES
+    mesh_dir = _mesh_root(root, variant) if layout in ("auto", "mesh") else None
+    res_dir = _resampled_root(root, variant) if layout in ("auto", "resampled") and mesh_dir is None else None
+    if mesh_dir is not None:
+        items = modelnet_mesh_items(mesh_dir, split, classes)
+    elif res_dir is not None:
+        items, found = modelnet_resampled_items(res_dir, split, variant)
+        if found != classes:
+            raise DataFormatError(
+                f"{variant}_shape_names.txt lists {list(found)}, expected the {len(classes)} {variant} "
+                f"classes {list(classes)}",
+                path=res_dir / f"{variant}_shape_names.txt",
+            )
+    else:
+        folder = "ModelNet40" if variant == "modelnet40" else "ModelNet10"
+        raise DataFormatError(
+            f"found neither {folder}/<class>/{{train,test}}/*.off nor modelnet40_normal_resampled/"
+            f"{variant}_shape_names.txt (layout={layout!r})",
+            path=root,
+        )
+    return ShapeDataset(items, classes, split, points, seed, normalize, skip_bad, name=variant)
+
+
+def ModelNet40(root: str | Path, split: str = "train", **kwargs: Any) -> ShapeDataset:
+    """:func:`ModelNet` with ``variant="modelnet40"``."""
+    return ModelNet(root, split, "modelnet40", **kwargs)
+
+
+def ModelNet10(root: str | Path, split: str = "train", **kwargs: Any) -> ShapeDataset:
+    """:func:`ModelNet` with ``variant="modelnet10"``."""
+    return ModelNet(root, split, "modelnet10", **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# generic mesh folders
+
+
+def _shape_files(d: Path) -> list[Path]:
+    return sorted(
+        p for p in d.rglob("*") if p.is_file() and not _hidden(p) and p.suffix.lower() in MESH_EXTENSIONS
+    )
+
+
+def mesh_folder_items(
+    root: str | Path,
+    split: str = "train",
+    classes: Sequence[str] | None = None,
+    valid_pct: float = 0.2,
+    seed: int = 0,
+) -> tuple[list[ShapeItem], tuple[str, ...]]:
+    """Items and classes of a folder with one sub-folder per class.
+
+    Layouts, in this order: ``root/{train,test|valid}/<class>/...``; ``root/<class>/{train,test|valid}/...``
+    (ModelNet-like); else ``root/<class>/...`` split per class by a seeded random fraction
+    ``valid_pct`` (at least one training file per class). Files with an extension in
+    :data:`MESH_EXTENSIONS` are read, in sub-folders too; others are ignored. classes: default the
+    sorted class-folder names. A class folder with no readable-looking file raises, naming it.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError("not a folder, expected a folder with one sub-folder per class", path=root)
+    _split_name(split)
+    want_train = split == "train"
+
+    def split_dir(parent: Path) -> Path | None:
+        names = ("train",) if want_train else ("test", "valid", "val")
+        return next((parent / n for n in names if (parent / n).is_dir()), None)
+
+    if (root / "train").is_dir():
+        # root/{train,test}/<class>/...: classes = folders found in any split
+        if not any((root / n).is_dir() for n in ("test", "valid", "val")):
+            raise DataFormatError(
+                "has train/ but no test/ or valid/ folder for the validation split", path=root
+            )
+        mode = "top"
+        split_roots = [root / s for s in ("train", "test", "valid", "val") if (root / s).is_dir()]
+        found = sorted({p.name for s in split_roots for p in s.iterdir() if p.is_dir() and not _hidden(p)})
+        class_dirs = {n: [s / n for s in split_roots if (s / n).is_dir()] for n in found}
+    else:
+        dirs = sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p))
+        mode = "nested" if any((d / "train").is_dir() for d in dirs) else "fraction"
+        class_dirs = {d.name: [d] for d in dirs}
+    if not class_dirs:
+        raise DataFormatError("no class sub-folders found, expected root/<class>/<files>", path=root)
+    names = tuple(sorted(class_dirs)) if classes is None else tuple(classes)
+    unknown = sorted(set(class_dirs) - set(names))
+    if unknown:
+        raise DataFormatError(
+            f"class folders {unknown} are not in the given classes {list(names)}", path=root
+        )
+    index = {c: i for i, c in enumerate(names)}
+    items: list[ShapeItem] = []
+    for name, dirs in sorted(class_dirs.items()):
+        if not any(_shape_files(d) for d in dirs):
+            raise DataFormatError(
+                f"class folder {name!r} holds no shape file, expected files ending in {', '.join(MESH_EXTENSIONS)}",
+                path=dirs[0],
+            )
+        if mode == "top":
+            d = split_dir(root) / name
+            files = _shape_files(d) if d.is_dir() else []
+        elif mode == "nested":
+            sd = split_dir(dirs[0])
+            files = _shape_files(sd) if sd is not None else []
+        else:
+            allf = _shape_files(dirs[0])
+            order = np.random.default_rng([seed, index[name]]).permutation(len(allf))
+            n_valid = min(int(round(valid_pct * len(allf))), len(allf) - 1)
+            chosen = order[n_valid:] if want_train else order[:n_valid]
+            files = [allf[k] for k in sorted(chosen)]
+        items += [ShapeItem(p, index[name], p.stem, name) for p in files]
+    return items, names
+
+
+def MeshFolder(
+    root: str | Path,
+    split: str = "train",
+    classes: Sequence[str] | None = None,
+    valid_pct: float = 0.2,
+    points: int = 2048,
+    seed: int = 0,
+    normalize: bool = True,
+    skip_bad: bool = False,
+) -> ShapeDataset:
+    """A folder of meshes or point files, one sub-folder per class, as a :class:`ShapeDataset`
+    (see :func:`mesh_folder_items` for the layouts and the split). ``skip_bad=True`` reads every
+    file once and drops the unreadable ones with a warning that counts and lists them."""
+    items, names = mesh_folder_items(root, split, classes, valid_pct, seed)
+    return ShapeDataset(
+        items, names, split, points, seed, normalize, skip_bad, name=f"mesh-folder {Path(root).name}"
+    )
