@@ -8,7 +8,9 @@ dict every model takes (a dict of tensors, which fastai moves to the device)::
          "voxel_offsets": int64 [B + 1], "point_offsets": int64 [B + 1],
          "point_feats": float32 [N_total, C'] (only when every sample has them)}
 
-and the target ``y = target_type.collate([s.cloud for s in samples])``.
+and the target ``y = target_type.collate([s.cloud for s in samples])``. A target type may
+also define ``collate_inputs(clouds) -> dict[str, Tensor]``: its entries join ``x`` (for
+inputs the head needs per sample, e.g. the object category of a part-segmentation shape).
 """
 
 from __future__ import annotations
@@ -141,7 +143,17 @@ def collate(samples: Sequence[SparseSample], target_type: Any = None) -> tuple[d
         )
     elif any(has_pf):
         raise ShapeError("collate: some samples have point_feats and some do not")
-    y = target_type.collate([s.cloud for s in samples]) if target_type is not None else None
+    clouds = [s.cloud for s in samples]
+    extra = getattr(target_type, "collate_inputs", None)
+    if extra is not None:
+        for key, value in extra(clouds).items():
+            if key in x:
+                raise ShapeError(
+                    f"collate: {type(target_type).__name__}.collate_inputs returned {key!r}, "
+                    "which is already a batch field"
+                )
+            x[key] = value
+    y = target_type.collate(clouds) if target_type is not None else None
     return x, y
 
 

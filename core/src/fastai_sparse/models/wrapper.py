@@ -35,7 +35,9 @@ class SparseModel(nn.Module):
     ``input_stage``; then voxel features are ``input_stage(point_feats, inverse, M)``).
 
     Returns per-point outputs ``head(...)[inverse]`` [N, K] when ``head.per == "voxel"``, or
-    per-sample outputs [B, K] when ``head.per == "sample"``.
+    per-sample outputs [B, K] when ``head.per == "sample"``. A head with ``needs_batch = True``
+    is called as ``head(features, batch)``; it can use extra batch fields that a target type's
+    ``collate_inputs(clouds)`` added (see :func:`fastai_sparse.batch.collate`).
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, input_stage: nn.Module | None = None):
@@ -61,7 +63,10 @@ class SparseModel(nn.Module):
         return SparseTensor(coords, feats, batch_size=bs)
 
     def forward(self, batch: Any) -> torch.Tensor:
-        y = self.head(self.backbone(self.sparse_input(batch)))
+        feats = self.backbone(self.sparse_input(batch))
+        # a head that needs per-sample inputs (e.g. an object category to mask logits with)
+        # declares ``needs_batch = True`` and receives the whole batch dict
+        y = self.head(feats, batch) if getattr(self.head, "needs_batch", False) else self.head(feats)
         if self.per == "voxel":
             return y[_field(batch, "inverse").long()]
         return y

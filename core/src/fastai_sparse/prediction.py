@@ -1,0 +1,247 @@
+"""Inference from a weights file, without a training set: what ``fastai-sparse predict`` runs.
+
+:class:`Predictor` pairs a task's validation pipeline with a model and predicts one input at a
+time, with optional test-time augmentation (the same views as ``learn.tta``), returning a
+:class:`~fastai_sparse.learner.Prediction` with one row per original point or vertex.
+:func:`predict_files` writes the results: a PLY with a ``label`` property and colours by class,
+the one-value-per-line text format of benchmark submissions, NPZ arrays, or JSON for
+per-sample tasks (top classes with probabilities).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import FastaiSparseError
+from .geometry import Mesh, PointCloud
+
+__all__ = ["FORMATS", "Predictor", "output_values", "predict_files"]
+
+FORMATS = ("ply", "txt", "npz", "json")
+
+
+def _as_input(item: Any) -> tuple[PointCloud, Mesh | PointCloud]:
+    """(cloud to predict on, original object to write back) for a path, Mesh or PointCloud."""
+    from . import io
+
+    obj = io.load(item) if isinstance(item, (str, os.PathLike)) else item
+    if isinstance(obj, Mesh):
+        return obj.to_points(), obj
+    if isinstance(obj, PointCloud):
+        return obj, obj
+    raise TypeError(f"expected a file path, Mesh or PointCloud, got {type(obj).__name__}")
+
+
+class Predictor:
+    """A task's validation pipeline plus a model, for inference.
+
+    >>> pred = Predictor.from_weights(get_task("synthetic-rooms-seg"), "model.pth")  # doctest: +SKIP
+    >>> result = pred.predict("room.ply", tta=4)                                      # doctest: +SKIP
+    >>> result.labels.shape                      # one label per point of room.ply     # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        task,
+        model: torch.nn.Module | None = None,
+        state_dict: dict | None = None,
+        device: str | torch.device | None = None,
+    ):
+        from .learner import _unlabelled
+
+        self.task = task
+        self.pipeline = _unlabelled(task.pipeline(train=False))
+        self.model, self._state = model, state_dict
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+
+    @classmethod
+    def from_weights(cls, task, path: str | Path, device: str | torch.device | None = None) -> Predictor:
+        """Load a weights file written by ``learn.save_weights`` (``torch.load(weights_only=True)``).
+
+        Raises :class:`~fastai_sparse.learner.CheckpointError` when the file is missing or
+        corrupt, or was trained for another task or other classes.
+        """
+        from .learner import CheckpointError, read_weights
+
+        ckpt = read_weights(path)
+        if ckpt.get("task") not in (None, task.name):
+            raise CheckpointError(
+                f"{path}: weights were trained for task {ckpt['task']!r}, not {task.name!r}"
+            )
+        names = task.class_names
+        if names is not None and ckpt.get("class_names") is not None and list(ckpt["class_names"]) != names:
+            raise CheckpointError(
+                f"{path}: weights were trained for classes {ckpt['class_names']}, "
+                f"task {task.name!r} has {names}"
+            )
+        return cls(task, state_dict=ckpt["state_dict"], device=device)
+
+    def _model_for(self, in_channels: int) -> torch.nn.Module:
+        if self.model is None:
+            from .learner import CheckpointError
+
+            model = self.task.build_model(in_channels)
+            if self._state is not None:
+                try:
+                    model.load_state_dict(self._state)
+                except RuntimeError as e:
+                    raise CheckpointError(
+                        f"the weights do not fit task {self.task.name!r}'s model with {in_channels} input "
+                        f"channels: {str(e).splitlines()[0]}"
+                    ) from e
+            self.model = model
+        self.model.to(self.device).eval()
+        return self.model
+
+    @torch.no_grad()
+    def logits(self, cloud: PointCloud, tta: int = 1) -> torch.Tensor:
+        """Model outputs averaged over ``tta`` views: [N, K] per point or [K] per sample."""
+        from .batch import collate
+        from .learner import _default_offset, tta_views
+
+        total = None
+        for view in tta_views(max(1, tta), _default_offset(self.pipeline)):
+            sample = self.pipeline(view(cloud), np.random.default_rng(0))
+            x, _ = collate([sample])
+            x = {k: v.to(self.device) for k, v in x.items()}
+            out = self._model_for(int(x["feats"].shape[1]))(x).float().cpu()
+            total = out if total is None else total + out
+        out = total / max(1, tta)
+        if getattr(self.task.target, "per", "point") != "point":
+            out = out[0]
+        elif len(out) != len(cloud):
+            raise FastaiSparseError(
+                f"the model returned {len(out)} rows for {len(cloud)} points: task {self.task.name!r}'s "
+                f"validation transforms must keep every point to predict per point"
+            )
+        return out
+
+    def predict(self, item: Any, tta: int | None = None):
+        """Predict a path, Mesh or PointCloud; returns a :class:`~fastai_sparse.learner.Prediction`."""
+        from .learner import _prediction
+
+        cloud, _ = _as_input(item)
+        if tta is None:
+            tta = int(self.task.defaults.get("tta") or 1)
+        out = self.logits(cloud, tta)
+        per = getattr(self.task.target, "per", "point")
+        return _prediction(per, out, self.task.class_names, cloud, self.task.class_names is not None)
+
+
+def output_values(task, labels: np.ndarray) -> np.ndarray:
+    """The values written to files for class indices: ``task.label_values`` (e.g. NYU40 ids) or
+    the indices themselves."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if task.label_values is None:
+        return labels
+    return np.asarray(task.label_values, dtype=np.int64)[labels]
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_result(task, result, original, path: Path, fmt: str, top_k: int = 5) -> Path:
+    """Write one prediction in ``fmt`` (see :data:`FORMATS`)."""
+    from . import io
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}; expected one of {FORMATS}")
+    if result.per != "point":
+        if fmt != "json":
+            raise FastaiSparseError(f"task {task.name!r} predicts one value per sample: use --format json")
+        payload: dict[str, Any] = {"task": task.name, "input": str(original.meta.get("path", ""))}
+        if result.probs is not None:
+            order = np.argsort(-result.probs)[:top_k]
+            names = task.class_names or [str(i) for i in range(len(result.probs))]
+            payload["label"] = names[int(result.labels)]
+            payload["top"] = [{"class": names[i], "probability": float(result.probs[i])} for i in order]
+        else:
+            payload["values"] = np.asarray(result.logits).reshape(-1).tolist()
+        _atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"))
+        return path
+    values = output_values(task, result.labels)
+    if fmt == "txt":
+        _atomic_write(path, lambda p: np.savetxt(p, values, fmt="%d"))
+    elif fmt == "npz":
+        _atomic_write(
+            path,
+            lambda p: np.savez_compressed(
+                open(p, "wb"),
+                labels=values,
+                class_index=result.labels,
+                probs=result.probs,
+                confidence=result.confidence,
+            ),
+        )
+    elif fmt == "json":
+        _atomic_write(
+            path, lambda p: p.write_text(json.dumps({"task": task.name, "labels": values.tolist()}))
+        )
+    else:
+        from .viz.colors import class_colors
+
+        k = len(task.class_names or []) or int(result.labels.max()) + 1
+        palette = np.asarray(task.class_colors if task.class_colors is not None else class_colors(k))
+        colors = palette[result.labels]
+        if colors.dtype != np.uint8:
+            colors = np.clip(np.round(colors * (255 if colors.max() <= 1 else 1)), 0, 255).astype(np.uint8)
+        io.write_ply(
+            path,
+            original,
+            labels=values,
+            colors=colors,
+            extra={"confidence": np.asarray(result.confidence, np.float32)},
+        )
+    return path
+
+
+def _default_format(task, out: Path | None) -> str:
+    if out is not None and out.suffix.lstrip(".").lower() in FORMATS:
+        return out.suffix.lstrip(".").lower()
+    return "ply" if getattr(task.target, "per", "point") == "point" else "json"
+
+
+def predict_files(
+    task,
+    model_path: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path | None = None,
+    tta: int | None = None,
+    fmt: str | None = None,
+) -> Iterator[tuple[Path, Path]]:
+    """Predict every input file and write the results; yields ``(input, output)`` pairs.
+
+    ``out``: the output file for a single input, or a folder for several (default: next to
+    each input, named ``<stem>.pred.<format>``).
+    """
+    predictor = Predictor.from_weights(task, model_path)
+    out = Path(out) if out is not None else None
+    fmt = fmt or _default_format(task, out)
+    several = len(inputs) > 1 or (out is not None and out.is_dir())
+    for src in map(Path, inputs):
+        cloud, original = _as_input(src)
+        result = predictor.predict(cloud, tta=tta)
+        if out is None:
+            dst = src.with_name(f"{src.name.split('.')[0]}.pred.{fmt}")
+        elif several:
+            dst = out / f"{src.name.split('.')[0]}.pred.{fmt}"
+        else:
+            dst = out
+        yield src, write_result(task, result, original, dst, fmt)
