@@ -52,7 +52,7 @@ def clouds():
 def test_collate_inputs_join_the_batch_and_needs_batch_heads_receive_it():
     target = CategorySegmentation(4)
     pipe = SamplePipeline(None, Voxelizer(scale=8, features=("ones",)), target)
-    x, y = collate([pipe(c, np.random.default_rng(0)) for c in clouds()], target)
+    x, _ = collate([pipe(c, np.random.default_rng(0)) for c in clouds()], target)
     assert x["category"].tolist() == [0, 1, 1]
     allowed = torch.tensor([[True, True, False, False], [False, False, True, True]])
     model = SparseModel(UNet(1, m=4, levels=2), MaskedHead(4, allowed))

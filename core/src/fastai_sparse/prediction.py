@@ -180,16 +180,18 @@ def write_result(task, result, original, path: Path, fmt: str, top_k: int = 5) -
     if fmt == "txt":
         _atomic_write(path, lambda p: np.savetxt(p, values, fmt="%d"))
     elif fmt == "npz":
-        _atomic_write(
-            path,
-            lambda p: np.savez_compressed(
-                open(p, "wb"),
-                labels=values,
-                class_index=result.labels,
-                probs=result.probs,
-                confidence=result.confidence,
-            ),
-        )
+
+        def write_npz(p: Path) -> None:
+            with open(p, "wb") as f:  # a file object: savez would append ".npz" to the temporary name
+                np.savez_compressed(
+                    f,
+                    labels=values,
+                    class_index=result.labels,
+                    probs=result.probs,
+                    confidence=result.confidence,
+                )
+
+        _atomic_write(path, write_npz)
     elif fmt == "json":
         _atomic_write(
             path, lambda p: p.write_text(json.dumps({"task": task.name, "labels": values.tolist()}))

@@ -9,7 +9,7 @@ import math
 
 from ..task import Task
 
-__all__ = ["builtin_tasks", "rooms_seg_task", "shapes_cls_task", "parts_seg_task"]
+__all__ = ["builtin_tasks", "parts_seg_task", "rooms_seg_task", "shapes_cls_task"]
 
 
 def rooms_seg_task() -> Task:
