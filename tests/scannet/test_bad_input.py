@@ -76,7 +76,7 @@ def test_read_scene_error_names_scene_and_file(fresh_root, damage):
 
 @pytest.mark.parametrize("damage", [*CASES, _no_folder], ids=lambda f: f.__name__.strip("_"))
 def test_prepare_stops_or_skips(fresh_root, damage, tmp_path):
-    fname, what = damage(fresh_root)
+    _, what = damage(fresh_root)
     bad_scene = "scene0999_00" if damage is _no_folder else SCENE
     with pytest.raises(DataFormatError) as e:
         prepare(fresh_root, out=tmp_path / "a", jobs=1, quiet=True)
