@@ -131,7 +131,7 @@ def gemm_limit(kmap_counts, nbr, feats, weight, grad, backward, prealloc):
     A, G, outs = [], [], []
     for k in range(weight.shape[0]):
         mask = nbr[k] < feats.shape[0]
-        rows = nbr[k][mask]
+        rows = nbr[k][mask].long()
         A.append(feats[rows].contiguous())
         G.append(grad[mask].contiguous() if backward else None)
         outs.append(torch.empty(len(rows), weight.shape[2]) if prealloc else None)
@@ -245,9 +245,7 @@ def run_room(name, coords, repeat, do_unet):
 
     row["subm_fwdbwd_ms"] = timeit(subm_fb, repeat)
 
-    from fastai_sparse.engine.functional import _down_nbr
-
-    dnbr = _down_nbr(dmap)
+    dnbr = dmap.nbr
     dgrad = torch.randn(dmap.n_out, 64)
     row["gemm_down_fwd_ms"] = timeit(
         gemm_limit(None, dnbr, feats, w_down, dgrad, False, False), repeat

@@ -145,52 +145,23 @@ def scatter_conv(
     ``coarse_to_fine``: ``out[in_k] += x[out_k] @ weight[k]`` (inverse convolution, or the
     input gradient of a strided convolution with transposed weights); else
     ``out[out_k] += x[in_k] @ weight[k]``.
+
+    When ``kernel_size == stride`` and ``coarse_to_fine``, every fine row has exactly one
+    (coarse row, offset) slot: one GEMM ``x @ [W_0 | W_1 | ...]`` and one row gather.
     """
-    unique = coarse_to_fine and kmap.kernel_size == kmap.stride
     c_out = weight.shape[2]
+    if coarse_to_fine and kmap.fine_slot is not None:
+        wcat = weight.permute(1, 0, 2).reshape(weight.shape[1], -1)
+        y = torch.mm(x, wcat).view(-1, c_out)
+        return y.index_select(0, kmap.fine_slot)
     out = x.new_zeros((n_out, c_out))
     for k in range(kmap.volume):
         i, o = kmap.group(k)
         if i.numel() == 0:
             continue
         src, dst = (o, i) if coarse_to_fine else (i, o)
-        y = torch.mm(x.index_select(0, src), weight[k])
-        if unique:
-            out.index_copy_(0, dst, y)
-        else:
-            out.index_add_(0, dst, y)
+        out.index_add_(0, dst, torch.mm(x.index_select(0, src), weight[k]))
     return out
-
-
-def _down_nbr(kmap: DownMap) -> torch.Tensor:
-    """Neighbour table int64 [K**3, N_out] of a down map (``N_in`` = absent)."""
-    nbr = kmap.extra.get("nbr")
-    if nbr is None:
-        dev = kmap.in_idx.device
-        nbr = torch.full((kmap.volume, kmap.n_out), kmap.n_in, dtype=torch.int64, device=dev)
-        kk = torch.repeat_interleave(
-            torch.arange(kmap.volume, device=dev),
-            torch.tensor(
-                [kmap.offsets[k + 1] - kmap.offsets[k] for k in range(kmap.volume)], device=dev
-            ),
-        )
-        nbr[kk, kmap.out_idx] = kmap.in_idx
-        kmap.extra["nbr"] = nbr
-    return nbr
-
-
-def _pair_weight_grad(
-    x: torch.Tensor, grad_out: torch.Tensor, kmap: DownMap, coarse_to_fine: bool
-) -> torch.Tensor:
-    vol = kmap.volume
-    gw = x.new_zeros((vol, x.shape[1], grad_out.shape[1]))
-    for k in range(vol):
-        i, o = kmap.group(k)
-        if i.numel() == 0:
-            continue
-        src, dst = (o, i) if coarse_to_fine else (i, o)
-        gw[k] = x.index_select(0, src).t() @ grad_out.index_select(0, dst)
-    return gw
 
 
 class _SubMConv(torch.autograd.Function):
@@ -222,7 +193,7 @@ class _DownConv(torch.autograd.Function):
     def forward(ctx, x, weight, kmap: DownMap):
         ctx.kmap = kmap
         ctx.save_for_backward(x, weight)
-        return gather_conv(x, _down_nbr(kmap), weight, kmap.extra)
+        return gather_conv(x, kmap.nbr, weight, kmap.extra)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -233,7 +204,7 @@ class _DownConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = scatter_conv(grad_out, kmap, weight.transpose(1, 2), kmap.n_in, True)
         if ctx.needs_input_grad[1]:
-            gw = gather_weight_grad(x, _down_nbr(kmap), grad_out, kmap.extra)
+            gw = gather_weight_grad(x, kmap.nbr, grad_out, kmap.extra)
         return gx, gw, None
 
 
@@ -252,9 +223,10 @@ class _InverseConv(torch.autograd.Function):
         gx = gw = None
         if ctx.needs_input_grad[0]:
             wt = weight.transpose(1, 2).contiguous()
-            gx = gather_conv(grad_out, _down_nbr(kmap), wt, kmap.extra)
+            gx = gather_conv(grad_out, kmap.nbr, wt, kmap.extra)
         if ctx.needs_input_grad[1]:
-            gw = _pair_weight_grad(x, grad_out, kmap, coarse_to_fine=True)
+            # dW[k] = sum_o x[o]^T g[nbr[k, o]]
+            gw = gather_weight_grad(grad_out, kmap.nbr, x, kmap.extra).transpose(1, 2)
         return gx, gw, None
 
 

@@ -137,11 +137,11 @@ class CoordIndex:
 class SubmanifoldMap:
     """Neighbour table of a submanifold convolution (output sites == input sites).
 
-    ``nbr``: int64 [K**3, M], ``nbr[k, j]`` is the input row feeding output row ``j``
-    through offset ``k``, or ``M`` (a zero padding row) when that neighbour is absent.
-    ``counts``: int64 [K**3] active pairs per offset. The map is symmetric:
-    ``nbr[k, j] == i`` iff ``nbr[K**3 - 1 - k, i] == j``, so the input gradient reuses it
-    with mirrored, transposed weights.
+    ``nbr``: int32 (int64 beyond 2**31 sites) [K**3, M]; ``nbr[k, j]`` is the input row
+    feeding output row ``j`` through offset ``k``, or ``M`` (a zero padding row) when that
+    neighbour is absent. ``counts``: int64 [K**3] active pairs per offset. The map is
+    symmetric: ``nbr[k, j] == i`` iff ``nbr[K**3 - 1 - k, i] == j``, so the input gradient
+    reuses it with mirrored, transposed weights.
     """
 
     kernel_size: int
@@ -157,11 +157,13 @@ class SubmanifoldMap:
 
 @dataclass
 class DownMap:
-    """Pairs of a strided convolution from a fine level to a coarse level.
+    """A strided convolution from a fine level (``n_in`` rows) to a coarse one (``n_out``).
 
-    ``out_coords``: int [M_out, 4] coarse coords in original voxel units;
-    ``in_idx``/``out_idx``: int64 [P] rows of the fine / coarse tensor, grouped by offset;
-    ``offsets``: int64 [K**3 + 1] start of each offset's group in the pair arrays.
+    ``out_coords``: int64 [n_out, 4] coarse coords in original voxel units, sorted by
+    (batch, x, y, z). ``nbr``: int32/int64 [K**3, n_out], ``nbr[k, o]`` is the fine row at
+    ``o * stride + offset_k`` or ``n_in`` when absent. ``fine_slot``: int64 [n_in] equal to
+    ``o * K**3 + k`` of the single (coarse row, offset) of every fine row when
+    ``kernel_size == stride`` (None otherwise).
     """
 
     kernel_size: int
@@ -169,41 +171,85 @@ class DownMap:
     n_in: int
     n_out: int
     out_coords: torch.Tensor
-    in_idx: torch.Tensor
-    out_idx: torch.Tensor
-    offsets: list[int]
+    nbr: torch.Tensor
+    fine_slot: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
 
     @property
     def volume(self) -> int:
         return self.kernel_size**3
 
+    def pairs(self) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """(in_idx, out_idx, starts): int64 pairs grouped by offset, ``starts`` [K**3 + 1]."""
+        p = self.extra.get("pairs")
+        if p is None:
+            valid = self.nbr < self.n_in
+            ins, outs, starts = [], [], [0]
+            for k in range(self.volume):
+                o = valid[k].nonzero().squeeze(1)
+                ins.append(self.nbr[k][o].long())
+                outs.append(o)
+                starts.append(starts[-1] + len(o))
+            p = (torch.cat(ins), torch.cat(outs), starts)
+            self.extra["pairs"] = p
+        return p
+
     def group(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = self.offsets[k], self.offsets[k + 1]
-        return self.in_idx[a:b], self.out_idx[a:b]
+        """Fine rows and coarse rows of the pairs of offset ``k`` (int64)."""
+        i, o, s = self.pairs()
+        return i[s[k] : s[k + 1]], o[s[k] : s[k + 1]]
+
+
+def _index_dtype(n: int) -> torch.dtype:
+    return torch.int32 if n < 2**31 - 1 else torch.int64
 
 
 def build_submanifold_map(index: CoordIndex, kernel_size: int) -> SubmanifoldMap:
-    """Neighbour table of a submanifold convolution over the sites of ``index``."""
+    """Neighbour table of a submanifold convolution over the sites of ``index``.
+
+    One vectorised lookup of all ``K**3`` neighbour keys (``keys + delta_k``; the index
+    padding keeps them from wrapping).
+    """
     if kernel_size % 2 != 1:
         raise ShapeError(f"submanifold convolution needs an odd kernel size, got {kernel_size}")
     r = kernel_size // 2
     if r > index.pad:
         raise ShapeError(f"index padding {index.pad} too small for kernel {kernel_size}")
     n = index.n
+    dev = index.device
     offs = kernel_offsets(kernel_size, centered=True).tolist()
-    deltas = torch.tensor([index.delta(o) for o in offs], dtype=torch.int64, device=index.device)
     vol = len(offs)
-    nbr = torch.empty((vol, n), dtype=torch.int64, device=index.device)
-    centre = vol // 2
-    for k in range(vol):
-        if k == centre:
-            nbr[k] = torch.arange(n, device=index.device)
-            continue
-        rows = index.lookup_keys(index.keys + deltas[k])
-        nbr[k] = torch.where(rows < 0, torch.full_like(rows, n), rows)
-    counts = (nbr < n).sum(dim=1)
+    idt = _index_dtype(n)
+    if n == 0:
+        nbr = torch.empty((vol, 0), dtype=idt, device=dev)
+        return SubmanifoldMap(kernel_size, 0, nbr, torch.zeros(vol, dtype=torch.int64))
+    deltas = [index.delta(o) for o in offs]
+    if index.grid is not None and index.total < 2**31:
+        keys = index.keys.int()
+        q = keys[None, :] + torch.tensor(deltas, dtype=torch.int32, device=dev)[:, None]
+        rows = index.grid.index_select(0, q.view(-1)).view(vol, n)
+    else:
+        rows = torch.empty((vol, n), dtype=torch.int64, device=dev)
+        for k, d in enumerate(deltas):
+            rows[k] = index.lookup_keys(index.keys + d)
+    missing = rows < 0
+    rows.masked_fill_(missing, n)
+    nbr = rows.to(idt)
+    counts = n - missing.sum(dim=1)
     return SubmanifoldMap(kernel_size=kernel_size, n=n, nbr=nbr, counts=counts)
+
+
+def _unique_keys(keys: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted unique keys and the inverse index (a mark grid when ``total`` is small)."""
+    n = keys.shape[0]
+    if total <= max(_GRID_MIN_CELLS, _GRID_CELLS_PER_SITE * n) and total <= _GRID_MAX_CELLS:
+        mark = torch.zeros(total, dtype=torch.bool, device=keys.device)
+        mark[keys] = True
+        uniq = mark.nonzero().squeeze(1)
+        lut = torch.empty(total, dtype=torch.int64, device=keys.device)
+        lut[uniq] = torch.arange(uniq.shape[0], device=keys.device)
+        return uniq, lut[keys]
+    return torch.unique(keys, sorted=True, return_inverse=True)
 
 
 def build_down_map(
@@ -213,7 +259,7 @@ def build_down_map(
     kernel_size: int,
     stride: int,
 ) -> DownMap:
-    """Pairs of a strided convolution from the sites of ``index`` (at ``in_stride``).
+    """Map of a strided convolution from the sites of ``index`` (at ``in_stride``).
 
     An output site ``o`` (coarse per-level units) is active when some active input lies in
     its receptive field ``o * stride + [0, kernel_size)**3``.
@@ -221,39 +267,38 @@ def build_down_map(
     c = level_coords
     dev = c.device
     n_in = c.shape[0]
-    offs = kernel_offsets(kernel_size, centered=False).tolist()
-    cand_keys, cand_in, cand_k = [], [], []
-    # Coarse index space: keys of the coarse coords with a padding of 0.
+    vol = kernel_size**3
+    idt = _index_dtype(n_in)
     hi = c[:, 1:].max(dim=0).values if n_in else torch.zeros(3, dtype=torch.int64, device=dev)
     ext = (hi // stride + 1).tolist()
     nb = index.num_batches
     strides = (ext[0] * ext[1] * ext[2], ext[1] * ext[2], ext[2])
-    if nb * strides[0] >= MAX_KEY:
+    total = nb * strides[0]
+    if total >= MAX_KEY:
         raise ShapeError("coordinates too large for the int64 linearisation")
     rows_all = torch.arange(n_in, device=dev)
-    for k, o in enumerate(offs):
-        d = torch.tensor(o, dtype=torch.int64, device=dev)
-        rel = c[:, 1:] - d
-        if kernel_size == stride:
-            # each input has exactly one (output, offset): select by remainder
-            sel = ((c[:, 1:] % stride) == d).all(dim=1)
-            rel = rel[sel]
-            rows = rows_all[sel]
-            b = c[sel, 0]
-        else:
+    if kernel_size == stride:
+        # every fine site has exactly one (coarse site, offset)
+        q = torch.div(c[:, 1:], stride, rounding_mode="floor")
+        rem = c[:, 1:] - q * stride
+        kk = (rem[:, 0] * stride + rem[:, 1]) * stride + rem[:, 2]
+        keys = c[:, 0] * strides[0] + q[:, 0] * strides[1] + q[:, 1] * strides[2] + q[:, 2]
+        in_idx = rows_all
+    else:
+        offs = kernel_offsets(kernel_size, centered=False, device=dev)
+        cand_keys, cand_in, cand_k = [], [], []
+        for k in range(vol):
+            rel = c[:, 1:] - offs[k]
             ok = ((rel % stride) == 0).all(dim=1) & (rel >= 0).all(dim=1)
-            rel = rel[ok]
-            rows = rows_all[ok]
+            qk = rel[ok] // stride
             b = c[ok, 0]
-        q = rel // stride
-        key = b * strides[0] + q[:, 0] * strides[1] + q[:, 1] * strides[2] + q[:, 2]
-        cand_keys.append(key)
-        cand_in.append(rows)
-        cand_k.append(torch.full_like(rows, k))
-    keys = torch.cat(cand_keys)
-    in_idx = torch.cat(cand_in)
-    kk = torch.cat(cand_k)
-    uniq, out_idx = torch.unique(keys, sorted=True, return_inverse=True)
+            cand_keys.append(
+                b * strides[0] + qk[:, 0] * strides[1] + qk[:, 1] * strides[2] + qk[:, 2]
+            )
+            cand_in.append(rows_all[ok])
+            cand_k.append(torch.full_like(cand_in[-1], k))
+        keys, in_idx, kk = torch.cat(cand_keys), torch.cat(cand_in), torch.cat(cand_k)
+    uniq, out_idx = _unique_keys(keys, total)
     n_out = uniq.shape[0]
     b = uniq // strides[0]
     rem = uniq % strides[0]
@@ -263,18 +308,15 @@ def build_down_map(
     z = rem % strides[2]
     s_out = in_stride * stride
     out_coords = torch.stack([b, x * s_out, y * s_out, z * s_out], dim=1)
-    counts = torch.bincount(kk, minlength=len(offs)).tolist()
-    starts = [0]
-    for v in counts:
-        starts.append(starts[-1] + v)
-    # candidates were produced offset by offset, so pairs are already grouped by offset
+    slot = out_idx * vol + kk
+    nbr = torch.full((vol * n_out,), n_in, dtype=idt, device=dev)
+    nbr[kk * n_out + out_idx] = in_idx.to(idt)
     return DownMap(
         kernel_size=kernel_size,
         stride=stride,
         n_in=n_in,
         n_out=n_out,
         out_coords=out_coords,
-        in_idx=in_idx,
-        out_idx=out_idx,
-        offsets=starts,
+        nbr=nbr.view(vol, n_out),
+        fine_slot=slot if kernel_size == stride else None,
     )
