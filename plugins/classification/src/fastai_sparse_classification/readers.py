@@ -27,6 +27,7 @@ __all__ = [
     "MESH_EXTENSIONS",
     "MODELNET10_CLASSES",
     "MODELNET40_CLASSES",
+    "Y_UP_TO_Z_UP",
     "MeshFolder",
     "ModelNet",
     "ModelNet10",
@@ -54,6 +55,9 @@ MODELNET10_CLASSES: tuple[str, ...] = (
 
 #: File extensions read by the mesh-folder dataset (lower case).
 MESH_EXTENSIONS: tuple[str, ...] = (".off", ".ply", ".obj", ".stl", ".txt", ".pts", ".xyz")
+
+#: rotation +90 degrees about x taking a y-up frame to z-up: (x, y, z) -> (x, -z, y)
+Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 #: dataset split name -> the folder / list name of the split in ModelNet (which has no validation split)
 _SPLIT_FILES = {"train": "train", "valid": "test", "test": "test"}
@@ -138,6 +142,8 @@ class ShapeDataset(Sequence):
     target, drawn from ``numpy.random.default_rng([seed, split code, i])`` (same on every call).
 
     items: :class:`ShapeItem` list; classes: all class names (targets index into them).
+    y_up: the files have y up (as ``modelnet40_normal_resampled``): points and normals are rotated
+    so that z is up, like the ModelNet meshes and every task's augmentation (rotation about z).
     skip_bad: read every file once now and drop those that fail, with one warning listing them
     (``bad`` holds ``(path, message)`` pairs); otherwise a bad file raises when its item is read,
     with the file's path in the message.
@@ -153,6 +159,7 @@ class ShapeDataset(Sequence):
         normalize: bool = True,
         skip_bad: bool = False,
         name: str = "shapes",
+        y_up: bool = False,
     ):
         if points < 1:
             raise ValueError(f"points must be >= 1, got {points}")
@@ -164,6 +171,7 @@ class ShapeDataset(Sequence):
             normalize,
             name,
         )
+        self.y_up = bool(y_up)
         self.bad: list[tuple[Path, str]] = []
         if skip_bad:
             self._drop_bad()
@@ -202,6 +210,8 @@ class ShapeDataset(Sequence):
             raise
         except Exception as e:  # a reader's own error (plyfile, trimesh, OS): name the file
             raise DataFormatError(f"cannot read the file: {type(e).__name__}: {e}", path=it.path) from e
+        if self.y_up:  # rotate +90 degrees about x: file y (up) -> z, normals follow
+            cloud = cloud.map_points(lambda p: p @ Y_UP_TO_Z_UP.T, Y_UP_TO_Z_UP)
         meta = {**cloud.meta, "path": str(it.path), "id": it.id, "category": it.category, "split": self.split}
         return cloud.replace(target=int(it.label), meta=meta)
 
@@ -277,9 +287,7 @@ def modelnet_mesh_items(root: str | Path, split: str, classes: Sequence[str]) ->
     items: list[ShapeItem] = []
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p))
     if not folders:
-        raise DataFormatError(
-            f"no class folders, expected <class>/{{train,test}}/<class>_<nnnn>.off", path=root
-        )
+        raise DataFormatError("no class folders, expected <class>/{train,test}/<class>_<nnnn>.off", path=root)
     for d in folders:
         if d.name not in index:
             raise DataFormatError(
@@ -346,6 +354,7 @@ def ModelNet(
     seed: int = 0,
     normalize: bool = True,
     skip_bad: bool = False,
+    z_up: bool = True,
 ) -> ShapeDataset:
     """ModelNet40 or ModelNet10 as a :class:`ShapeDataset`.
 
@@ -353,7 +362,8 @@ def ModelNet(
     ``modelnet40_normal_resampled/``, or one of those folders itself. layout: ``"mesh"``,
     ``"resampled"`` or ``"auto"`` (mesh when both exist). split: ``"train"``; ``"valid"`` and
     ``"test"`` both give the official test split (ModelNet has no validation split).
-    Targets index into ``MODELNET40_CLASSES`` / ``MODELNET10_CLASSES``.
+    Targets index into ``MODELNET40_CLASSES`` / ``MODELNET10_CLASSES``. The resampled files have
+    y up; with ``z_up`` (default) they are rotated to z up like the meshes.
     """
     if variant not in ("modelnet40", "modelnet10"):
         raise ValueError(f"variant must be 'modelnet40' or 'modelnet10', got {variant!r}")
@@ -382,7 +392,9 @@ def ModelNet(
             f"{variant}_shape_names.txt (layout={layout!r})",
             path=root,
         )
-    return ShapeDataset(items, classes, split, points, seed, normalize, skip_bad, name=variant)
+    return ShapeDataset(
+        items, classes, split, points, seed, normalize, skip_bad, name=variant, y_up=mesh_dir is None and z_up
+    )
 
 
 def ModelNet40(root: str | Path, split: str = "train", **kwargs: Any) -> ShapeDataset:
@@ -469,7 +481,7 @@ def mesh_folder_items(
         else:
             allf = _shape_files(dirs[0])
             order = np.random.default_rng([seed, index[name]]).permutation(len(allf))
-            n_valid = min(int(round(valid_pct * len(allf))), len(allf) - 1)
+            n_valid = min(round(valid_pct * len(allf)), len(allf) - 1)
             chosen = order[n_valid:] if want_train else order[:n_valid]
             files = [allf[k] for k in sorted(chosen)]
         items += [ShapeItem(p, index[name], p.stem, name) for p in files]
