@@ -7,7 +7,10 @@ that need them.
 
 from __future__ import annotations
 
+from .confusion import class_report, per_class_accuracy
 from .fixtures import make_fixture
+from .plots import plot_confusion_matrix
+from .predict import confusion_matrix_of, predict_shape, top_k
 from .readers import (
     MODELNET10_CLASSES,
     MODELNET40_CLASSES,
@@ -30,6 +33,12 @@ __all__ = [
     "ModelNet40",
     "ShapeDataset",
     "__version__",
+    "class_report",
+    "confusion_matrix_of",
     "load_shape",
     "make_fixture",
+    "per_class_accuracy",
+    "plot_confusion_matrix",
+    "predict_shape",
+    "top_k",
 ]
