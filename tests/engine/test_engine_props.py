@@ -178,3 +178,23 @@ def test_cache_builds_each_map_once():
     m = x.cache.get(("subm", 1, 3))
     _run(net, x.replace(torch.randn(len(coords), 3)))
     assert x.cache.get(("subm", 1, 3)) is m
+
+
+@pytest.mark.parametrize("force_sorted", [False, True])
+def test_sorted_key_path_matches_grid(monkeypatch, force_sorted):
+    """Large or forced-sparse bounding boxes use sorted keys + searchsorted: same results."""
+    import fastai_sparse.engine.kernel_map as km
+
+    coords = random_sites(2, (7, 6, 5), 0.3, 21)
+    f = torch.randn(len(coords), 3)
+    torch.manual_seed(0)
+    net = _net()
+    ref = _run(net, SparseTensor(coords, f)).feats
+    if force_sorted:
+        monkeypatch.setattr(km, "_GRID_MAX_CELLS", 0)
+    far = coords.clone()
+    far[:, 1:] += torch.tensor([100_000, 4_000, 250_000]) * 2  # keep stride-2 parity
+    x = SparseTensor(far, f)
+    out = _run(net, x)
+    assert (x.cache.index(1).grid is None) or not force_sorted
+    torch.testing.assert_close(out.feats, ref)

@@ -90,8 +90,10 @@ class CoordIndex:
             total <= max(_GRID_MIN_CELLS, _GRID_CELLS_PER_SITE * self.n)
             and total <= _GRID_MAX_CELLS
         ):
-            grid = torch.full((total,), -1, dtype=torch.int32, device=self.device)
-            grid[self.keys] = torch.arange(self.n, dtype=torch.int32, device=self.device)
+            # dense grid of rows; an empty cell holds n (the zero padding row of the convs)
+            idt = torch.int32 if self.n < 2**31 - 1 else torch.int64
+            grid = torch.full((total,), self.n, dtype=idt, device=self.device)
+            grid[self.keys] = torch.arange(self.n, dtype=idt, device=self.device)
             self.grid = grid
         else:
             self.sorted_keys, self.sorted_rows = torch.sort(self.keys)
@@ -100,7 +102,8 @@ class CoordIndex:
         """int64 keys of per-level coords ``c`` [N, 4]; caller guarantees they are in range."""
         s = self.strides
         p = self.pad
-        return c[:, 0] * s[0] + (c[:, 1] + p) * s[1] + (c[:, 2] + p) * s[2] + (c[:, 3] + p)
+        mult = torch.tensor(s, dtype=torch.int64, device=c.device)
+        return (c * mult).sum(dim=1) + p * (s[1] + s[2] + s[3])
 
     def delta(self, offset: tuple[int, int, int]) -> int:
         """Key difference of a spatial offset (valid while ``|offset| <= pad``)."""
@@ -112,7 +115,8 @@ class CoordIndex:
         Returns int64 of the shape of ``q``.
         """
         if self.grid is not None:
-            return self.grid[q].long()
+            rows = self.grid[q].long()
+            return rows.masked_fill_(rows == self.n, -1)
         if self.n == 0:
             return torch.full_like(q, -1)
         flat = q.reshape(-1)
@@ -139,7 +143,7 @@ class SubmanifoldMap:
 
     ``nbr``: int32 (int64 beyond 2**31 sites) [K**3, M]; ``nbr[k, j]`` is the input row
     feeding output row ``j`` through offset ``k``, or ``M`` (a zero padding row) when that
-    neighbour is absent. ``counts``: int64 [K**3] active pairs per offset. The map is
+    neighbour is absent. The map is
     symmetric: ``nbr[k, j] == i`` iff ``nbr[K**3 - 1 - k, i] == j``, so the input gradient
     reuses it with mirrored, transposed weights.
     """
@@ -147,12 +151,19 @@ class SubmanifoldMap:
     kernel_size: int
     n: int
     nbr: torch.Tensor
-    counts: torch.Tensor
     extra: dict = field(default_factory=dict)
 
     @property
     def volume(self) -> int:
         return self.kernel_size**3
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """int64 [K**3]: active pairs per offset (computed on first use)."""
+        c = self.extra.get("counts")
+        if c is None:
+            c = self.extra["counts"] = (self.nbr < self.n).sum(dim=1)
+        return c
 
 
 @dataclass
@@ -221,22 +232,24 @@ def build_submanifold_map(index: CoordIndex, kernel_size: int) -> SubmanifoldMap
     vol = len(offs)
     idt = _index_dtype(n)
     if n == 0:
-        nbr = torch.empty((vol, 0), dtype=idt, device=dev)
-        return SubmanifoldMap(kernel_size, 0, nbr, torch.zeros(vol, dtype=torch.int64))
+        return SubmanifoldMap(kernel_size, 0, torch.empty((vol, 0), dtype=idt, device=dev))
     deltas = [index.delta(o) for o in offs]
-    if index.grid is not None and index.total < 2**31:
-        keys = index.keys.int()
-        q = keys[None, :] + torch.tensor(deltas, dtype=torch.int32, device=dev)[:, None]
-        rows = index.grid.index_select(0, q.view(-1)).view(vol, n)
-    else:
-        rows = torch.empty((vol, n), dtype=torch.int64, device=dev)
+    if index.grid is not None:
+        # grid cells hold the row, or n when empty: one gather per offset, no fix-up pass
+        kdt = torch.int32 if index.total < 2**31 else torch.int64
+        keys = index.keys.to(kdt)
+        q = torch.empty_like(keys)
+        nbr = torch.empty((vol, n), dtype=index.grid.dtype, device=dev)
         for k, d in enumerate(deltas):
-            rows[k] = index.lookup_keys(index.keys + d)
-    missing = rows < 0
-    rows.masked_fill_(missing, n)
-    nbr = rows.to(idt)
-    counts = n - missing.sum(dim=1)
-    return SubmanifoldMap(kernel_size=kernel_size, n=n, nbr=nbr, counts=counts)
+            torch.add(keys, d, out=q)
+            torch.index_select(index.grid, 0, q, out=nbr[k])
+        nbr = nbr.to(idt)
+    else:
+        nbr = torch.empty((vol, n), dtype=idt, device=dev)
+        for k, d in enumerate(deltas):
+            rows = index.lookup_keys(index.keys + d)
+            nbr[k] = rows.masked_fill_(rows < 0, n)
+    return SubmanifoldMap(kernel_size=kernel_size, n=n, nbr=nbr)
 
 
 def _unique_keys(keys: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,8 +61,8 @@ class KernelMapCache:
         key = ("level", stride)
         lc = self.store.get(key)
         if lc is None:
-            c = self.store[("coords", stride)].long()
-            lc = c.clone()
+            c = self.store[("coords", stride)]
+            lc = c.long() if c.dtype != torch.int64 else c.clone()
             if stride != 1:
                 lc[:, 1:] = torch.div(lc[:, 1:], stride, rounding_mode="floor")
             self.store[key] = lc
