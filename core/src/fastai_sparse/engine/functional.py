@@ -164,6 +164,55 @@ def scatter_conv(
     return out
 
 
+def subm_backward(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    grad_out: torch.Tensor,
+    kmap: SubmanifoldMap,
+    need_x: bool,
+    need_w: bool,
+    chunk: int = CHUNK_ROWS,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Both gradients of a submanifold convolution from ONE gather per (chunk, offset).
+
+    With ``k'`` the mirror of offset ``k``, rows ``i`` of a chunk and
+    ``B = grad_out_pad[nbr[k', i]]`` (the symmetric map):
+    ``grad_x[i] += B @ W[k]^T`` and ``grad_W[k] += x[i]^T @ B``.
+    """
+    vol, n = kmap.nbr.shape
+    c_in, c_out = weight.shape[1], weight.shape[2]
+    centre = vol // 2
+    nbr = kmap.nbr
+    wt = weight.transpose(1, 2)
+    gx = x.new_empty((n, c_in)) if need_x else None
+    gw = x.new_zeros((vol, c_in, c_out)) if need_w else None
+    if n == 0:
+        return (gx.zero_() if need_x else None), gw
+    g_pad = torch.cat([grad_out, grad_out.new_zeros(1, c_out)])
+    active = _chunk_counts(nbr, n, chunk, kmap.extra)
+    buf = x.new_empty((min(chunk, n), c_out))
+    for ci, a in enumerate(range(0, n, chunk)):
+        b = min(n, a + chunk)
+        xa = x[a:b]
+        ga = grad_out[a:b]
+        if need_x:
+            o = gx[a:b]
+            torch.mm(ga, wt[centre], out=o)
+        if need_w:
+            gw[centre].addmm_(xa.t(), ga)
+        g = buf[: b - a]
+        for k in range(vol):
+            km = vol - 1 - k
+            if k == centre or not active[ci][km]:
+                continue
+            torch.index_select(g_pad, 0, nbr[km, a:b], out=g)
+            if need_x:
+                o.addmm_(g, wt[k])
+            if need_w:
+                gw[k].addmm_(xa.t(), g)
+    return gx, gw
+
+
 class _SubMConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, kmap: SubmanifoldMap):
@@ -175,16 +224,14 @@ class _SubMConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        kmap = ctx.kmap
-        centre = kmap.volume // 2
-        grad_out = grad_out.contiguous()
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            # symmetric map: input gradient = same map, mirrored offsets, transposed weights
-            wt = weight.flip(0).transpose(1, 2).contiguous()
-            gx = gather_conv(grad_out, kmap.nbr, wt, kmap.extra, identity_offset=centre)
-        if ctx.needs_input_grad[1]:
-            gw = gather_weight_grad(x, kmap.nbr, grad_out, kmap.extra, identity_offset=centre)
+        gx, gw = subm_backward(
+            x,
+            weight,
+            grad_out.contiguous(),
+            ctx.kmap,
+            ctx.needs_input_grad[0],
+            ctx.needs_input_grad[1],
+        )
         return gx, gw, None
 
 
