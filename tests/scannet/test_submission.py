@@ -24,10 +24,10 @@ def test_submission_round_trip(tmp_path_factory, classes):
 def test_submission_errors(tmp_path):
     with pytest.raises(DataFormatError, match="one per vertex"):
         write_submission(tmp_path / "a.txt", np.array([1, 2]), n_vertices=3)
-    with pytest.raises(DataFormatError, match="0..40"):
+    with pytest.raises(DataFormatError, match=r"0\.\.40"):
         write_submission(tmp_path / "a.txt", np.array([1, 41]))
-    with pytest.raises(DataFormatError, match="0..19"):
+    with pytest.raises(DataFormatError, match=r"0\.\.19"):
         class_to_nyu40(np.array([20]))
     (tmp_path / "b.txt").write_text("1\nwall\n")
-    with pytest.raises(DataFormatError, match="b.txt"):
+    with pytest.raises(DataFormatError, match=r"b\.txt"):
         read_submission(tmp_path / "b.txt")
