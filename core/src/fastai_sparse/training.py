@@ -65,9 +65,17 @@ class RunState:
         return int(self.data.get("finished_epochs", 0))
 
 
-def _checkpoint_callback(state: RunState):
+def _run_callbacks(state: RunState, start: int, append: bool) -> list:
+    """The checkpoint callback and a CSV logger, both silent for the epochs a resumed run skips
+    (fastai still calls ``after_epoch`` for them)."""
     from fastai.callback.core import Callback
+    from fastai.callback.progress import CSVLogger
     from fastai.learner import save_model
+
+    class ResumableCSVLogger(CSVLogger):
+        def _write_line(self, log):
+            if self.epoch >= start:
+                super()._write_line(log)
 
     class CheckpointCallback(Callback):
         """After every epoch: model + optimizer to ``checkpoint.pth`` (atomically), then ``run.json``."""
@@ -75,6 +83,8 @@ def _checkpoint_callback(state: RunState):
         order = 100  # after the recorder has the epoch's values
 
         def after_epoch(self):
+            if self.epoch < start:
+                return
             path = state.out / CHECKPOINT
             tmp = path.with_name(f".{path.name}.tmp")
             save_model(tmp, self.learn.model, getattr(self.learn, "opt", None), with_opt=True)
@@ -88,7 +98,7 @@ def _checkpoint_callback(state: RunState):
             )
             state.save()
 
-    return CheckpointCallback()
+    return [CheckpointCallback(), ResumableCSVLogger(fname=HISTORY, append=append)]
 
 
 def train_task(
@@ -103,14 +113,15 @@ def train_task(
     resume: bool = False,
     quiet: bool = False,
     dataset_kwargs: dict | None = None,
+    cbs: list | None = None,
 ) -> dict:
     """Train ``task`` with one-cycle, checkpointing every epoch in ``out``; returns a summary.
 
     With ``resume=True`` an interrupted run continues at its first unfinished epoch, with the
     recorded hyper-parameters (passing different ones is an error). Without it, a folder holding
-    an unfinished run is an error, so no work is overwritten by accident.
+    an unfinished run is an error, so no work is overwritten by accident. ``dataset_kwargs`` go
+    to the task's dataset factory; ``cbs`` are extra fastai callbacks.
     """
-    from fastai.callback.progress import CSVLogger
     from fastai.learner import load_model
 
     out = Path(out)
@@ -154,12 +165,15 @@ def train_task(
         )
         state.save()
     d = state.data
+    import torch
+
+    torch.manual_seed(d["seed"])  # the same initial weights for the same seed
     dls = task.dataloaders(
         root, bs=d["bs"], num_workers=num_workers, seed=d["seed"], path=out, **(dataset_kwargs or {})
     )
     learn = task.learner(dls, path=out)
-    learn.add_cbs([_checkpoint_callback(state), CSVLogger(fname=HISTORY, append=resume)])
     start = state.finished if resume else 0
+    learn.add_cbs([*_run_callbacks(state, start, append=resume), *(cbs or [])])
     if start:
         learn.create_opt()
         load_model(out / CHECKPOINT, learn.model, learn.opt, with_opt=True, device="cpu")
