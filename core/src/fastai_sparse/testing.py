@@ -231,13 +231,20 @@ def _check_model(where: str, task, registry, x, y, samples) -> Any:
     per = getattr(task.target, "per", "point")
     rows = int(x["inverse"].shape[0]) if per == "point" else len(samples)
     k = task.target.num_outputs
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or tuple(out.shape) != (rows, k):
+    check_output = getattr(task.target, "check_output", None)
+    if check_output is not None:  # target types with structured outputs (boxes, keypoints) check their own
+        try:
+            check_output(out, x, y)
+        except Exception as exc:
+            raise _fail(where, "the model output does not fit the target type", exc) from exc
+    elif not isinstance(out, torch.Tensor) or out.ndim != 2 or tuple(out.shape) != (rows, k):
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise _fail(
             where,
             f"model output must be [{rows}, {k}] (one row per {per}, one column per output), got {shape}",
         )
-    if not torch.isfinite(out).all():
+    tensors = out.values() if isinstance(out, dict) else [out]
+    if not all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()):
         raise _fail(where, "model output contains NaN or inf")
     try:
         loss = task.loss_func()(out, y)
@@ -252,7 +259,8 @@ def _check_model(where: str, task, registry, x, y, samples) -> Any:
         metrics = task.build_metrics(registry=registry)
     except Exception as exc:
         raise _fail(where, "building its metrics failed", exc) from exc
-    fake = SimpleNamespace(pred=out.detach(), yb=(y,), y=y, xb=(x,), training=False)
+    pred = {k_: v.detach() for k_, v in out.items()} if isinstance(out, dict) else out.detach()
+    fake = SimpleNamespace(pred=pred, yb=(y,), y=y, xb=(x,), training=False)
     for m in metrics:
         name = getattr(m, "name", type(m).__name__)
         try:
