@@ -41,7 +41,7 @@ import torch
 from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders, TfmdDL
 from fastai.learner import Learner
-from fastai.torch_core import default_device
+from fastai.torch_core import default_device, to_device
 
 from .errors import DataFormatError, FastaiSparseError, ShapeError
 from .geometry import Mesh, PointCloud
@@ -168,21 +168,23 @@ class SparseDataset:
 
 
 class SparseDL(TfmdDL):
-    """A fastai ``TfmdDL`` of sparse batches ``(x, y)`` (or ``(x,)`` when ``target_type`` is None).
+    """A fastai ``TfmdDL`` of sparse batches ``(x, y)``, or ``(x,)`` when ``labels`` is False or
+    ``target_type`` is None (then only the target type's ``collate_inputs`` join ``x``).
 
     ``x`` is a dict of tensors (coords int32 [M, 4], feats float32 [M, C], inverse int64 [N],
     voxel_offsets / point_offsets int64 [B+1], ...) built by :func:`fastai_sparse.batch.collate`;
     fastai moves it to the device. Shuffling is seeded by ``(seed, epoch)``.
     """
 
-    def __init__(self, dataset=None, target_type: Any = None, seed: int = 0, **kwargs):
-        self.target_type, self.seed = target_type, int(seed)
+    def __init__(self, dataset=None, target_type: Any = None, seed: int = 0, labels: bool = True, **kwargs):
+        self.target_type, self.seed, self.labels = target_type, int(seed), bool(labels)
         kwargs.setdefault("num_workers", 0)
         super().__init__(dataset, **kwargs)
 
     def new(self, dataset=None, cls=None, **kwargs):
         kwargs.setdefault("target_type", self.target_type)
         kwargs.setdefault("seed", self.seed)
+        kwargs.setdefault("labels", self.labels)
         return super().new(dataset, cls, **kwargs)
 
     # fastai probes a batch to infer types; sparse batches need none of that
@@ -201,8 +203,15 @@ class SparseDL(TfmdDL):
     def create_batch(self, b):
         from .batch import collate
 
-        x, y = collate(list(b), self.target_type)
-        return (x,) if y is None else (x, y)
+        samples, tt = list(b), self.target_type
+        if self.labels or tt is None:
+            x, y = collate(samples, tt)
+            return (x,) if y is None else (x, y)
+        x, _ = collate(samples, None)  # no labels: only the inputs the target type adds to x
+        extra = getattr(tt, "collate_inputs", None)
+        if extra is not None:
+            x.update(extra([s.cloud for s in samples]))
+        return (x,)
 
     def retain(self, res, b):
         return res
@@ -214,34 +223,28 @@ class SparseDL(TfmdDL):
 
     def _decode_batch(self, b, max_n: int = 9, full: bool = True):
         """Split a batch into per-sample ``(x_i, y_i)`` tuples (x_i a dict, offsets removed)."""
-        return split_batch(b, self.target_type)[:max_n]
+        return _split_samples(b, self.target_type)[:max_n]
 
     def show_batch(
         self, b=None, max_n: int = 4, ctxs=None, show: bool = True, unique: bool = False, **kwargs
     ):
-        """Plot up to ``max_n`` samples of a batch (delegates to :mod:`fastai_sparse.viz`)."""
-        if b is None:
-            b = self.one_batch()
-        try:
-            from . import viz
-        except ImportError as e:  # pragma: no cover
-            raise FastaiSparseError("show_batch needs fastai_sparse.viz, which failed to import") from e
-        fn = getattr(viz, "show_batch", None)
-        if fn is None:
-            raise FastaiSparseError("fastai_sparse.viz has no show_batch function yet")
-        return fn(b, max_n=max_n, target_type=self.target_type, show=show, **kwargs)
-
-    def show_results(self, b, out, max_n: int = 4, ctxs=None, show: bool = True, **kwargs):
-        """Prediction vs ground truth side by side (delegates to :mod:`fastai_sparse.viz`)."""
+        """Plot up to ``max_n`` samples of a batch (default: ``one_batch()``), one panel each, coloured
+        by label; returns the figure (see :func:`fastai_sparse.viz.show_batch` for ``kwargs``:
+        ``color_by``, ``html``, ``path``, ...)."""
         from . import viz
 
-        fn = getattr(viz, "show_results", None)
-        if fn is None:
-            raise FastaiSparseError("fastai_sparse.viz has no show_results function yet")
-        return fn(b, out, max_n=max_n, target_type=self.target_type, show=show, **kwargs)
+        if b is None:
+            b = self.one_batch()
+        y = b[1] if len(b) > 1 else None
+        tt = self.target_type
+        kwargs.setdefault(
+            "class_names", list(tt.classes) if getattr(tt, "classes", None) is not None else None
+        )
+        kwargs.setdefault("ignore_index", getattr(tt, "ignore_index", -100))
+        return viz.show_batch(b[0], y, max_n=max_n, **kwargs)
 
 
-def split_batch(b, target_type: Any = None) -> list[tuple]:
+def _split_samples(b, target_type: Any = None) -> list[tuple]:
     """Split a collated batch ``(x, y)`` / ``(x,)`` into per-sample tuples.
 
     Each ``x_i`` holds coords int32 [M_i, 3], feats [M_i, C], inverse int64 [N_i] (local rows),
@@ -289,7 +292,7 @@ class SparseDataLoaders(DataLoaders):
         ds = SparseDataset(list(test_items), pipeline, vds.seed, vds.stream, pre)
         kwargs.setdefault("shuffle", False)
         kwargs.setdefault("drop_last", False)
-        return self.valid.new(ds, target_type=self.target_type if with_labels else None, **kwargs)
+        return self.valid.new(ds, labels=with_labels, **kwargs)
 
 
 def sparse_dataloaders(
@@ -579,6 +582,13 @@ class SparseLearner(Learner):
             **kwargs,
         )
 
+    def to_detach(self, b, cpu: bool = True, gather: bool = True):
+        """fastai's ``to_detach``, gathering across processes only while a process group exists
+        (fastai decides from ``WORLD_SIZE``, which stays set under ``torchrun`` after training)."""
+        if gather and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            gather = False
+        return super().to_detach(b, cpu, gather)
+
     def _raw_preds(self, dl, bar: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Model outputs (no activation) and targets over ``dl`` in dataset order."""
         if bar:
@@ -656,6 +666,35 @@ class SparseLearner(Learner):
         if activation and self.classify:
             out = torch.softmax(out, -1)
         return out, targs
+
+    def _forward(self, samples: Sequence) -> list[torch.Tensor]:
+        """Model outputs for a list of SparseSamples, split per sample ([N_i, K] or [K])."""
+        from .batch import collate, split_batch
+
+        x, _ = collate(list(samples), None)
+        x = to_device(x, next(self.model.parameters()).device)
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model(x)
+        return [o.detach().cpu() for o in split_batch(x, out)]
+
+    def show_results(self, ds_idx: int = 1, dl=None, max_n: int = 4, shuffle: bool = False, **kwargs):
+        """Ground truth and prediction side by side for the first ``max_n`` samples of a loader
+        (the validation set by default); returns the figure (see :func:`fastai_sparse.viz.show_results`)."""
+        from . import viz
+
+        if dl is None:
+            dl = self.dls[ds_idx]
+        ds = dl.dataset
+        idxs = list(range(len(ds)))
+        if shuffle:
+            idxs = [int(i) for i in np.random.default_rng().permutation(idxs)]
+        samples = [ds[i] for i in idxs[:max_n]]
+        outs = self._forward(samples)
+        preds = [int(o.argmax(-1)) for o in outs] if self.per == "sample" and self.classify else outs
+        kwargs.setdefault("class_names", self.class_names)
+        kwargs.setdefault("ignore_index", getattr(self.target_type, "ignore_index", -100))
+        return viz.show_results([s.cloud for s in samples], preds, max_n=max_n, **kwargs)
 
     # -- weights ------------------------------------------------------------------------------
     def _model_for_save(self) -> torch.nn.Module:

@@ -1,0 +1,141 @@
+"""fastai features on sparse batches: schedules, lr_find, standard callbacks, plots,
+classification (per-sample) predictions, registered tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fastai_sparse.batch import SamplePipeline
+from fastai_sparse.learner import Prediction, sparse_dataloaders, sparse_learner
+from fastai_sparse.metrics import accuracy, mean_class_accuracy, miou
+from fastai_sparse.voxelize import Voxelizer
+from learner_helpers import make_cloud, pipelines, seg_target, tiny_model
+
+
+def seg_learner(tmp_path, n_train=6, real=False, **kw):
+    tgt = seg_target()
+    tr, va = pipelines(tgt)
+    dls = sparse_dataloaders(
+        [make_cloud(i, 200) for i in range(n_train)],
+        [make_cloud(50 + i, 200) for i in range(3)],
+        tr,
+        va,
+        tgt,
+        bs=3,
+        path=tmp_path,
+    )
+    torch.manual_seed(0)
+    return sparse_learner(
+        dls, tiny_model(real=real), metrics=[miou(tgt), accuracy(tgt)], path=tmp_path, task="toy-seg", **kw
+    )
+
+
+def test_lr_find_and_fit_flat_cos(tmp_path, capfd):
+    learn = seg_learner(tmp_path)
+    with learn.no_bar(), learn.no_logging():
+        sug = learn.lr_find(num_it=12, show_plot=False)
+        learn.fit_flat_cos(1, 1e-2)
+    assert np.isfinite(sug.valley) and sug.valley > 0
+    assert len(learn.recorder.values) == 1 and capfd.readouterr().out == ""
+
+
+def test_save_model_csv_logger_early_stopping(tmp_path):
+    from fastai.callback.progress import CSVLogger
+    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+
+    learn = seg_learner(tmp_path)
+    cbs = [
+        SaveModelCallback(monitor="miou", comp=np.greater, fname="best"),
+        CSVLogger(),
+        EarlyStoppingCallback(monitor="valid_loss", patience=1, min_delta=10.0),
+    ]
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(5, 1e-2, cbs=cbs)
+    # min_delta=10 means no epoch improves on the first: stop after epoch 0 + patience
+    assert len(learn.recorder.values) == 2
+    assert (tmp_path / "models" / "best.pth").is_file()
+    header = (tmp_path / "history.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == ["epoch", "train_loss", "valid_loss", "miou", "accuracy"]
+    # the best model was loaded at the end (SaveModelCallback(with_opt=False) + learn.load)
+    learn.load("best", with_opt=False)
+
+
+def test_show_batch_and_results(tmp_path):
+    learn = seg_learner(tmp_path)
+    fig = learn.dls.show_batch(max_n=2, path=tmp_path / "batch.png")
+    assert fig is not None and (tmp_path / "batch.png").stat().st_size > 1000
+    fig = learn.show_results(max_n=2, path=tmp_path / "results.png")
+    assert fig is not None and (tmp_path / "results.png").stat().st_size > 1000
+
+
+# -- classification (one output per sample) ---------------------------------------------------------
+
+
+def cls_cloud(seed, n=150):
+    """Class = dominant colour (0 blue, 1 red, 2 green)."""
+    c = seed % 3
+    cloud = make_cloud(seed, n, labels=False)
+    rgb = np.zeros((n, 3), np.float32)
+    rgb[:, [2, 0, 1][c]] = 200
+    return cloud.replace(attrs={"rgb": rgb}, target=c)
+
+
+class ClsScale:
+    def __call__(self, cloud, rng=None):
+        return cloud.with_attrs(rgb=cloud.attrs["rgb"] / 127.5 - 1)
+
+
+def test_classification_per_sample_preds_and_predict(tmp_path):
+    from fastai_sparse.models import PoolHead, SparseModel, UNet
+    from fastai_sparse.targets import Classification
+
+    tgt = Classification(["blue", "red", "green"])
+    pipe = SamplePipeline(ClsScale(), Voxelizer(scale=6, features=("rgb",)), tgt)
+    dls = sparse_dataloaders(
+        [cls_cloud(i) for i in range(9)],
+        [cls_cloud(30 + i) for i in range(5)],
+        pipe,
+        pipe,
+        tgt,
+        bs=3,
+        path=tmp_path,
+    )
+    _, y = dls.one_batch()
+    assert y.shape == (3,) and y.dtype == torch.int64
+    torch.manual_seed(0)
+    model = SparseModel(UNet(in_channels=3, m=8, levels=2), PoolHead(8, 3))
+    learn = sparse_learner(
+        dls, model, metrics=[accuracy(tgt), mean_class_accuracy(tgt)], path=tmp_path, task="toy-cls"
+    )
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(3, 3e-2)
+    preds, targs = learn.get_preds()
+    assert preds.shape == (5, 3) and torch.equal(targs, torch.tensor([c % 3 for c in range(30, 35)]))
+    assert torch.allclose(preds.sum(1), torch.ones(5), atol=1e-5)
+    res = learn.predict(cls_cloud(31).replace(target=None))
+    assert isinstance(res, Prediction) and res.per == "sample"
+    assert isinstance(res.labels, int) and res.probs.shape == (3,)
+    assert np.allclose(res.probs, preds[1].numpy(), atol=1e-5)
+    assert res.names == ["blue", "red", "green"][res.labels]
+    p, t = learn.tta(n=3)
+    assert p.shape == (5, 3) and torch.equal(t, targs)
+
+
+# -- a registered task end to end ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_registered_synthetic_task_end_to_end(tmp_path):
+    from fastai_sparse import get_task
+
+    task = get_task("synthetic-parts-seg")
+    dls = task.dataloaders(bs=4, path=tmp_path, n=8, points=512)
+    learn = task.learner(dls)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(1, 3e-3)
+    preds, targs = learn.get_preds()
+    n_points = sum(len(dls.valid_ds.cloud(i)) for i in range(len(dls.valid_ds)))
+    assert preds.shape[0] == len(targs) == n_points
+    res = learn.predict(dls.valid_ds.cloud(0))
+    assert res.labels.shape == (len(dls.valid_ds.cloud(0)),)
