@@ -1,0 +1,45 @@
+"""The demo writes a complete report folder; its weights and export load back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from fastai_sparse.cli import main
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_the_report(tmp_path):
+    out = tmp_path / "report"
+    res = CliRunner().invoke(main, ["demo", "--quick", "--quiet", "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert f"report: {out / 'index.html'}" in res.output
+    for name in (
+        "index.html",
+        "metrics.json",
+        "model.pth",
+        "export.pkl",
+        "lr_find.png",
+        "losses.png",
+        "prediction.png",
+        "confidence.png",
+        "errors.png",
+        "kernels.png",
+    ):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "metrics.json").read_text())
+    assert {"miou", "miou_tta", "chance_miou", "iou_per_class", "seconds"} <= set(summary)
+    assert 0 <= summary["chance_miou"] < 0.2
+    html = (out / "index.html").read_text()
+    assert "IoU per class" in html and "plotly" in html.lower() and '<script src="http' not in html
+
+    from fastai_sparse import get_task
+    from fastai_sparse.builtin.synthetic import SyntheticRooms
+    from fastai_sparse.learner import load_learner
+    from fastai_sparse.prediction import Predictor
+
+    room = SyntheticRooms(n=1, split="test", points=800)[0]
+    a = Predictor.from_weights(get_task("synthetic-rooms-seg"), out / "model.pth").predict(room, tta=1)
+    b = load_learner(out / "export.pkl").predict(room)
+    assert (a.labels == b.labels).all() and len(a.labels) == len(room)
