@@ -189,7 +189,7 @@ def test_point_file_without_normals_gets_estimated_normals(tmp_path):
 # ---- bad input ------------------------------------------------------------------------------
 def test_zero_area_mesh_names_the_file(tmp_path):
     p = write_off(tmp_path / "flat.off", np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0]]), np.array([[0, 1, 2]]))
-    with pytest.raises(DataFormatError, match="flat.off") as e:
+    with pytest.raises(DataFormatError, match=r"flat\.off") as e:
         load_shape(p)
     assert "area" in str(e.value)
     q = tmp_path / "nofaces.off"
