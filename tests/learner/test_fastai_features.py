@@ -139,3 +139,48 @@ def test_registered_synthetic_task_end_to_end(tmp_path):
     assert preds.shape[0] == len(targs) == n_points
     res = learn.predict(dls.valid_ds.cloud(0))
     assert res.labels.shape == (len(dls.valid_ds.cloud(0)),)
+
+
+def test_workers_give_the_same_batches(tmp_path):
+    tgt = seg_target()
+    tr, va = pipelines(tgt)
+    items = [make_cloud(i, 100) for i in range(4)]
+    dl0 = sparse_dataloaders(items, items[:2], tr, va, tgt, bs=2, num_workers=0, path=tmp_path)
+    dl2 = sparse_dataloaders(items, items[:2], tr, va, tgt, bs=2, num_workers=2, path=tmp_path)
+    for ds in (dl0.train_ds, dl2.train_ds):
+        ds.epoch = 3
+    b0, b2 = list(dl0.train), list(dl2.train)
+    assert len(b0) == len(b2) == 2
+    for (x0, y0), (x2, y2) in zip(b0, b2):
+        assert torch.equal(x0["feats"], x2["feats"]) and torch.equal(y0, y2)
+
+
+def test_training_is_reproducible(tmp_path):
+    runs = []
+    for _ in range(2):
+        learn = seg_learner(tmp_path)
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(2, 1e-2)
+        runs.append([list(map(float, v)) for v in learn.recorder.values])
+    assert runs[0] == runs[1]
+
+
+def test_single_process_distrib_ctx_is_a_no_op(tmp_path):
+    learn = seg_learner(tmp_path)
+    with learn.no_bar(), learn.no_logging(), learn.distrib_ctx():
+        learn.fit(1, 1e-3)
+    assert not any(type(c).__name__ == "SparseDistributedTrainer" for c in learn.cbs)
+    assert len(learn.recorder.values) == 1
+
+
+def test_metrics_by_registered_name_and_losses(tmp_path):
+    learn = seg_learner(tmp_path)
+    tgt = learn.dls.target_type
+    learn2 = sparse_learner(
+        learn.dls, learn.model, metrics=["miou", "iou-per-class", "accuracy"], path=tmp_path, task="toy-seg"
+    )
+    assert [m.name for m in learn2.metrics] == ["miou", "accuracy"]
+    assert learn2.metrics[0].cm.num_classes == len(tgt.classes)
+    with learn2.no_bar():
+        preds, targs, losses = learn2.get_preds(with_loss=True)
+    assert len(losses) == len(targs) == len(preds) == 3 * 200
