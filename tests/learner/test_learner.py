@@ -275,7 +275,9 @@ class NaNModel(torch.nn.Module):
 def test_nan_loss_names_epoch_and_batch(tmp_path):
     dls = make_dls(tmp_path)
     learn = sparse_learner(dls, NaNModel(), path=tmp_path)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 0, training batch 0"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"epoch 0, training batch 0 \(of 2\), samples \[\d, \d, \d, \d\]"
+    ):
         quiet_fit(learn, 1)
 
 

@@ -126,14 +126,8 @@ class SparseDataset:
     def __init__(
         self, items: Sequence, pipeline: Callable, seed: int = 0, stream: int = 0, pre: Callable | None = None
     ):
-        self.items, self.pipeline, self.seed, self.stream, self.pre = (
-            items,
-            pipeline,
-            int(seed),
-            int(stream),
-            pre,
-        )
-        self.epoch = 0
+        self.items, self.pipeline, self.pre = items, pipeline, pre
+        self.seed, self.stream, self.epoch = int(seed), int(stream), 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -367,13 +361,29 @@ class NonFiniteLossCallback(Callback):
         if loss is None or bool(torch.isfinite(loss.detach()).all()):
             return
         phase = "training" if self.training else "validation"
-        ids = []
         dl = getattr(self.learn, "dl", None)
         raise NonFiniteLossError(
             f"the loss is {float(loss.detach().float().mean())} at epoch {getattr(self.learn, 'epoch', 0)}, "
-            f"{phase} batch {self.learn.iter} (of {len(dl) if dl is not None else '?'}){ids and ''}; "
-            "lower the learning rate, check the inputs for NaN/inf and the targets for labels outside the classes"
+            f"{phase} batch {self.learn.iter} (of {len(dl) if dl is not None else '?'})"
+            f"{_batch_items(dl, self.learn.iter)}; lower the learning rate, check the inputs for NaN/inf "
+            "and the targets for labels outside the classes"
         )
+
+
+def _batch_items(dl, i: int) -> str:
+    """ ", samples [3, 7] (ids 'a', 'b')" for batch ``i`` of ``dl`` when the order is known, else ""."""
+    idxs = getattr(dl, "_DataLoader__idxs", None)
+    bs = getattr(dl, "bs", None)
+    if idxs is None or not bs:
+        return ""
+    try:
+        batch = [int(j) for j in list(idxs)[i * bs : (i + 1) * bs]]
+        items = getattr(dl.dataset, "items", None)
+        ids = [getattr(items[j], "meta", {}).get("id") for j in batch] if items is not None else []
+    except (TypeError, IndexError, ValueError):
+        return ""
+    named = [str(v) for v in ids if v is not None]
+    return f", samples {batch}" + (f" (ids {', '.join(named)})" if named else "")
 
 
 # ---------------------------------------------------------------------------------------------
