@@ -34,8 +34,15 @@ __all__ = [
     "subm_conv",
 ]
 
-#: Rows per chunk of :func:`gather_conv`; a chunk of outputs plus one gathered block fit in L2.
-CHUNK_ROWS = 8192
+#: Bytes of one gathered block per intra-op thread; a chunk of outputs plus one gathered
+#: block stay in L2 while all offsets are accumulated into it.
+CHUNK_BYTES_PER_THREAD = 1 << 19
+
+
+def chunk_rows(channels: int) -> int:
+    """Rows per chunk for blocks of ``channels`` float32 columns (scaled by torch threads)."""
+    per_thread = CHUNK_BYTES_PER_THREAD // (4 * max(1, channels))
+    return max(1024, per_thread * max(1, torch.get_num_threads()))
 
 
 def _chunk_counts(nbr: torch.Tensor, n_in: int, chunk: int, cache: dict) -> list[list[bool]]:
@@ -58,7 +65,7 @@ def gather_conv(
     weight: torch.Tensor,
     extra: dict,
     identity_offset: int | None = None,
-    chunk: int = CHUNK_ROWS,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """Output-stationary sparse convolution.
 
@@ -76,6 +83,7 @@ def gather_conv(
     vol, n_out = nbr.shape
     n_in, c_in = x.shape
     c_out = weight.shape[2]
+    chunk = chunk or chunk_rows(max(c_in, c_out))
     x_pad = torch.cat([x, x.new_zeros(1, c_in)])
     out = x.new_empty((n_out, c_out))
     if n_out == 0:
@@ -110,12 +118,13 @@ def gather_weight_grad(
     grad_out: torch.Tensor,
     extra: dict,
     identity_offset: int | None = None,
-    chunk: int = CHUNK_ROWS,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """``dW[k] = sum_j x[nbr[k, j]]^T grad_out[j]``: float [K, C_in, C_out]."""
     vol, n_out = nbr.shape
     n_in, c_in = x.shape
     c_out = grad_out.shape[1]
+    chunk = chunk or chunk_rows(max(c_in, c_out))
     gw = x.new_zeros((vol, c_in, c_out))
     if n_out == 0:
         return gw
@@ -171,7 +180,7 @@ def subm_backward(
     kmap: SubmanifoldMap,
     need_x: bool,
     need_w: bool,
-    chunk: int = CHUNK_ROWS,
+    chunk: int | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Both gradients of a submanifold convolution from ONE gather per (chunk, offset).
 
@@ -181,6 +190,7 @@ def subm_backward(
     """
     vol, n = kmap.nbr.shape
     c_in, c_out = weight.shape[1], weight.shape[2]
+    chunk = chunk or chunk_rows(max(c_in, c_out))
     centre = vol // 2
     nbr = kmap.nbr
     wt = weight.transpose(1, 2)
