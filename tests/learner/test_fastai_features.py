@@ -184,3 +184,31 @@ def test_metrics_by_registered_name_and_losses(tmp_path):
     with learn2.no_bar():
         preds, targs, losses = learn2.get_preds(with_loss=True)
     assert len(losses) == len(targs) == len(preds) == 3 * 200
+
+
+def test_regression_mae_rmse_and_predict(tmp_path):
+    from fastai_sparse.metrics import mae, rmse
+    from fastai_sparse.models import PoolHead, SparseModel, UNet
+    from fastai_sparse.targets import Regression
+
+    def reg_cloud(seed):
+        cloud = make_cloud(seed, 120, labels=False)
+        return cloud.replace(target=np.array([float(cloud.xyz[:, 2].mean())], np.float32))
+
+    tgt = Regression(["mean_z"])
+    pipe = SamplePipeline(ClsScale(), Voxelizer(scale=6, features=("rgb",)), tgt)
+    valid = [reg_cloud(40 + i) for i in range(4)]
+    dls = sparse_dataloaders([reg_cloud(i) for i in range(6)], valid, pipe, pipe, tgt, bs=2, path=tmp_path)
+    torch.manual_seed(0)
+    model = SparseModel(UNet(in_channels=3, m=8, levels=2), PoolHead(8, 1))
+    learn = sparse_learner(dls, model, metrics=[mae(tgt), rmse(tgt)], path=tmp_path, task="toy-reg")
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-3)
+        _, m_abs, m_rms = learn.validate()
+    preds, targs = learn.get_preds()
+    assert preds.shape == targs.shape == (4, 1)  # raw outputs, no softmax
+    err = (preds - targs).double()
+    assert m_abs == pytest.approx(float(err.abs().mean()), rel=1e-5)
+    assert m_rms == pytest.approx(float(err.pow(2).mean().sqrt()), rel=1e-5)
+    res = learn.predict(valid[2].replace(target=None))
+    assert res.per == "sample" and res.probs is None and np.allclose(res.values, preds[2].numpy(), atol=1e-5)

@@ -511,7 +511,7 @@ def _identity(x):
 
 
 def _softmax_last(x):
-    return torch.softmax(x, -1)
+    return torch.softmax(x, -1) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
 
 
 class SparseLearner(Learner):
@@ -551,6 +551,11 @@ class SparseLearner(Learner):
 
     @property
     def classify(self) -> bool:
+        """True when outputs are class scores (segmentation, classification): predictions then
+        carry softmax probabilities, labels and confidence."""
+        tt = self.target_type
+        if tt is not None and getattr(tt, "name", None) in ("regression", "bounding-boxes", "keypoints"):
+            return False
         return self.class_names is not None
 
     # -- predictions --------------------------------------------------------------------------
