@@ -79,7 +79,7 @@ def test_synthetic_shapes_above_chance_predict_and_reload(tmp_path):
 def test_mesh_folder_end_to_end(fixture_roots, tmp_path):
     from fastai_sparse_classification.tasks import mesh_folder_task
 
-    task = mesh_folder_task(scale=8, points=256)
+    task = mesh_folder_task(points=256)  # the registered settings, so the CLI below matches
     dls = task.dataloaders(fixture_roots["mesh-folder"], bs=4, path=tmp_path)
     assert task.class_names == ["box", "cone", "sphere"]
     learn = task.learner(dls)
@@ -91,6 +91,33 @@ def test_mesh_folder_end_to_end(fixture_roots, tmp_path):
     assert {n for n, _ in top} == {"box", "cone", "sphere"}
     assert sum(p for _, p in top) == pytest.approx(1, abs=1e-5)
     assert pred.names == top[0][0]
+
+    # the plugin's `classify` command: classes come from the weights file
+    from click.testing import CliRunner
+    from fastai_sparse.cli import main
+
+    weights = learn.save_weights(tmp_path / "folder.pth")
+    res = CliRunner().invoke(
+        main,
+        [
+            "classify",
+            "mesh-folder-cls",
+            "--model",
+            str(weights),
+            str(src),
+            "-k",
+            "2",
+            "--tta",
+            "2",
+            "--points",
+            "256",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert lines[0] == str(src) and len(lines) == 3
+    printed = [ln.split() for ln in lines[1:]]
+    assert printed[0][0] == top[0][0] and float(printed[0][1]) == pytest.approx(top[0][1], abs=2e-3)
 
 
 @pytest.mark.slow

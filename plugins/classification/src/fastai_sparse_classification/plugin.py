@@ -59,3 +59,30 @@ def register_tasks(register):
 
     for task in plugin_tasks():
         register(task)
+
+
+@hookimpl
+def register_commands(cli):
+    import click
+
+    @cli.command("classify")
+    @click.argument("task_name")
+    @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+    @click.option(
+        "--model",
+        "model_path",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help="Weights written by learn.save_weights.",
+    )
+    @click.option("--tta", type=int, default=None, help="Rotation views to vote over (default: the task's).")
+    @click.option("-k", "--top", "k", type=int, default=5, show_default=True, help="Classes to print.")
+    @click.option("--points", type=int, default=2048, show_default=True, help="Surface samples per mesh.")
+    def classify(task_name, inputs, model_path, tta, k, points):
+        """Print the top-k classes of shape files (meshes are sampled on their surface)."""
+        from .predict import classify_files
+
+        for src, top in classify_files(task_name, model_path, inputs, tta=tta, k=k, points=points):
+            click.echo(src)
+            for name, p in top:
+                click.echo(f"  {name:<20s} {p:.3f}")

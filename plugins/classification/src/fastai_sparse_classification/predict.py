@@ -10,7 +10,7 @@ import numpy as np
 
 from .readers import load_shape
 
-__all__ = ["confusion_matrix_of", "predict_shape", "top_k"]
+__all__ = ["classify_files", "confusion_matrix_of", "predict_shape", "top_k"]
 
 
 def top_k(prediction: Any, k: int = 5) -> list[tuple[str, float]]:
@@ -57,3 +57,27 @@ def confusion_matrix_of(learn: Any, dl: Any = None, tta: int = 1) -> np.ndarray:
     else:
         preds, targs = learn.get_preds(dl=dl)[:2]
     return confusion_matrix(preds, targs, len(learn.class_names)).numpy()
+
+
+def classify_files(
+    task: Any, model_path: str | Path, inputs: Any, *, tta: int | None = None, k: int = 5, points: int = 2048
+) -> Any:
+    """Yield ``(input path, top-k pairs)`` for shape files with weights from ``learn.save_weights``.
+
+    task: a Task or a registered task name. A :class:`~fastai_sparse_classification.tasks.MeshFolderTask`
+    without classes takes them from the weights file.
+    """
+    from fastai_sparse.learner import read_weights
+    from fastai_sparse.prediction import Predictor
+    from fastai_sparse.registry import get_task
+
+    from .tasks import MeshFolderTask
+
+    task = get_task(task) if isinstance(task, str) else task
+    if isinstance(task, MeshFolderTask) and task.class_names is None:
+        task = task.with_classes(read_weights(model_path).get("class_names") or ())
+    predictor = Predictor.from_weights(task, model_path)
+    views = int(tta if tta is not None else (task.defaults.get("tta") or 1))
+    for src in inputs:
+        _, top = predict_shape(predictor, src, tta=max(1, views), k=k, points=points)
+        yield Path(src), top

@@ -131,6 +131,17 @@ class MeshFolderTask(Task):
     the folder names (sorted), so ``learner``, ``class_names`` and saved weights name them.
     """
 
+    def with_classes(self, classes: Sequence[str]) -> MeshFolderTask:
+        """A copy whose target is ``Classification(classes)`` (e.g. the names in a weights file)."""
+        import dataclasses
+
+        from fastai_sparse.errors import FastaiSparseError
+        from fastai_sparse.targets import Classification
+
+        if not classes:
+            raise FastaiSparseError(f"task {self.name!r}: no class names given (the weights file has none)")
+        return dataclasses.replace(self, target=Classification(tuple(classes)))
+
     def datasets(self, root=None, registry=None, **kwargs):
         ds = super().datasets(root, registry=registry, **kwargs)
         from fastai_sparse.targets import Classification
