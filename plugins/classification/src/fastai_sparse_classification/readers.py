@@ -54,7 +54,7 @@ MODELNET10_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 
 #: File extensions read by the mesh-folder dataset (lower case).
-MESH_EXTENSIONS: tuple[str, ...] = (".off", ".ply", ".obj", ".stl", ".txt", ".pts", ".xyz")
+MESH_EXTENSIONS: tuple[str, ...] = (".off", ".ply", ".obj", ".stl", ".txt", ".pts", ".xyz", ".npz")
 
 #: rotation +90 degrees about x taking a y-up frame to z-up: (x, y, z) -> (x, -z, y)
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -187,7 +187,7 @@ class ShapeDataset(Sequence):
                 good.append(it)
         self.items = good
         if self.bad:
-            listing = "\n".join(f"  {p}: {m}" for p, m in self.bad[:20])
+            listing = "\n".join(f"  {m}" if str(p) in m else f"  {p}: {m}" for p, m in self.bad[:20])
             more = f"\n  ... and {len(self.bad) - 20} more" if len(self.bad) > 20 else ""
             warnings.warn(
                 f"{self.name} ({self.split}): skipped {len(self.bad)} unreadable file(s) of "
@@ -285,7 +285,9 @@ def modelnet_mesh_items(root: str | Path, split: str, classes: Sequence[str]) ->
     root, part = Path(root), _split_name(split)
     index = {c: i for i, c in enumerate(classes)}
     items: list[ShapeItem] = []
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p))
+    folders = sorted(
+        p for p in root.iterdir() if p.is_dir() and not _hidden(p) and not (p / "prepared.json").exists()
+    )
     if not folders:
         raise DataFormatError("no class folders, expected <class>/{train,test}/<class>_<nnnn>.off", path=root)
     for d in folders:
@@ -355,6 +357,7 @@ def ModelNet(
     normalize: bool = True,
     skip_bad: bool = False,
     z_up: bool = True,
+    prepared: bool | str | Path = True,
 ) -> ShapeDataset:
     """ModelNet40 or ModelNet10 as a :class:`ShapeDataset`.
 
@@ -363,7 +366,9 @@ def ModelNet(
     ``"resampled"`` or ``"auto"`` (mesh when both exist). split: ``"train"``; ``"valid"`` and
     ``"test"`` both give the official test split (ModelNet has no validation split).
     Targets index into ``MODELNET40_CLASSES`` / ``MODELNET10_CLASSES``. The resampled files have
-    y up; with ``z_up`` (default) they are rotated to z up like the meshes.
+    y up; with ``z_up`` (default) they are rotated to z up like the meshes. prepared: read the
+    cache written by ``fastai-sparse prepare`` (``<root>/<variant>-prepared`` or ``root`` itself
+    when it holds ``prepared.json``; a path to read another folder; False to ignore it).
     """
     if variant not in ("modelnet40", "modelnet10"):
         raise ValueError(f"variant must be 'modelnet40' or 'modelnet10', got {variant!r}")
@@ -373,6 +378,10 @@ def ModelNet(
     if not root.is_dir():
         raise DataFormatError("not a folder, expected the ModelNet data root", path=root)
     classes = MODELNET40_CLASSES if variant == "modelnet40" else MODELNET10_CLASSES
+    cache = _prepared_dir(root, variant, prepared)
+    if cache is not None:
+        items = _prepared_items(cache, split, classes)
+        return ShapeDataset(items, classes, split, points, seed, normalize, skip_bad, name=variant)
     mesh_dir = _mesh_root(root, variant) if layout in ("auto", "mesh") else None
     res_dir = _resampled_root(root, variant) if layout in ("auto", "resampled") and mesh_dir is None else None
     if mesh_dir is not None:
@@ -395,6 +404,37 @@ def ModelNet(
     return ShapeDataset(
         items, classes, split, points, seed, normalize, skip_bad, name=variant, y_up=mesh_dir is None and z_up
     )
+
+
+def _prepared_dir(root: Path, variant: str, prepared: bool | str | Path) -> Path | None:
+    import json
+
+    if prepared is False:
+        return None
+    cands = [Path(prepared)] if not isinstance(prepared, bool) else [root, root / f"{variant}-prepared"]
+    for d in cands:
+        marker = d / "prepared.json"
+        if marker.is_file():
+            info = json.loads(marker.read_text())
+            if info.get("variant") != variant:
+                raise DataFormatError(
+                    f"the prepared folder holds {info.get('variant')!r}, expected {variant!r}", path=marker
+                )
+            return d
+    if not isinstance(prepared, bool):
+        raise DataFormatError("no prepared.json here: run `fastai-sparse prepare` first", path=prepared)
+    return None
+
+
+def _prepared_items(cache: Path, split: str, classes: Sequence[str]) -> list[ShapeItem]:
+    index = {c: i for i, c in enumerate(classes)}
+    part = cache / _split_name(split)
+    items = []
+    for p in sorted(part.glob("*/*.npz")):
+        if p.parent.name not in index:
+            raise DataFormatError(f"folder {p.parent.name!r} is not a class of this dataset", path=p.parent)
+        items.append(ShapeItem(p, index[p.parent.name], p.stem, p.parent.name))
+    return items
 
 
 def ModelNet40(root: str | Path, split: str = "train", **kwargs: Any) -> ShapeDataset:

@@ -9,6 +9,7 @@ them with other arguments::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,6 +77,7 @@ def modelnet_task(
     from fastai_sparse.targets import Classification
     from fastai_sparse.voxelize import Voxelizer
 
+    from .prepare import prepare_modelnet
     from .readers import MODELNET10_CLASSES, MODELNET40_CLASSES
     from .transforms import NormalizeShape
 
@@ -95,6 +97,7 @@ def modelnet_task(
         needs_root=True,
         splits=("train", "test"),
         fixture=_fixture("modelnet-off", variant=variant),
+        prepare=functools.partial(prepare_modelnet, variant=variant),
         defaults={"bs": 16, "epochs": 100, "lr": 1e-3, "tta": 4},
     )
 
