@@ -74,6 +74,21 @@ def register_heads(register):
     register(
         Factory("cls-maxpool", f"{_MODELS}:PoolHead", description="global max pool + linear", pool="max")
     )
+    # spatial targets (issue 10)
+    register(
+        Factory(
+            "det-center",
+            f"{_MODELS}.detection:CenterHead",
+            description="3D detection: center heatmap + box regression on a sparse BEV grid",
+        )
+    )
+    register(
+        Factory(
+            "keypoint-vote",
+            f"{_MODELS}.keypoints:VoteKeypointHead",
+            description="keypoints (+ axes) by weighted offset voting",
+        )
+    )
 
 
 @hookimpl
@@ -87,6 +102,17 @@ def register_metrics(register):
         ("rmse", "rmse", "root mean squared error"),
     ]:
         register(Factory(name, f"{_METRICS}:{func}", description=doc))
+    # spatial targets (issue 10)
+    for name, func, doc in [
+        ("map-0.25", "map_025", "3D detection mAP at IoU 0.25 (per class, all-point interpolated)"),
+        ("map-0.5", "map_05", "3D detection mAP at IoU 0.5"),
+        ("mean-distance", "mean_distance", "mean keypoint distance error"),
+        ("pck", "pck", "fraction of keypoints within the target's pck_threshold (default 0.1)"),
+        ("pck-0.05", "pck_005", "fraction of keypoints within 0.05"),
+        ("pck-0.2", "pck_02", "fraction of keypoints within 0.2"),
+        ("axis-angle-error", "axis_angle_error", "mean angle (degrees) between predicted and true axes"),
+    ]:
+        register(Factory(name, f"fastai_sparse.spatial_metrics:{func}", description=doc))
 
 
 @hookimpl
@@ -130,7 +156,8 @@ def register_datasets(register):
 
 @hookimpl
 def register_tasks(register):
+    from .spatial_tasks import spatial_tasks
     from .tasks import builtin_tasks
 
-    for task in builtin_tasks():
+    for task in builtin_tasks() + spatial_tasks():
         register(task)
