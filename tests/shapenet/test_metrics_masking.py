@@ -159,3 +159,25 @@ def test_check_plugin_every_task():
 
     summary = check_plugin("shapenet")
     assert set(summary["tasks"]) == {"shapenet-part", "shapenet-part-nonormals", "shapenet-part-synthetic"}
+
+
+def test_model_of_the_task_masks_through_the_batch(tmp_path):
+    from fastai_sparse.batch import collate
+    from fastai_sparse.registry import get_task
+    from fastai_sparse_shapenet.fixtures import make_fixture
+
+    task = get_task("shapenet-part")
+    root = make_fixture(tmp_path / "d", "normal", shapes={"train": 3, "val": 1}, points=64)
+    ds = task.datasets(root)["train"]
+    pipe = task.pipeline(train=True)
+    samples = [pipe(ds[i], np.random.default_rng(i)) for i in range(3)]
+    x, y = collate(samples, task.target)
+    assert x["category"].tolist() == [s.cloud.meta["category_index"] for s in samples]
+    model = task.build_model(int(x["feats"].shape[1]))
+    out = model(x)
+    allowed = torch.from_numpy(category_mask())[torch.repeat_interleave(x["category"], 64)]
+    assert (out[~allowed] == NEG).all(), "SparseModel did not pass the batch to the needs_batch head"
+    assert allowed.gather(1, out.argmax(1, keepdim=True)).all()
+    loss = task.loss_func()(out, y)
+    ref = torch.nn.functional.cross_entropy(out, y)  # masked logits: the masked loss is plain CE
+    torch.testing.assert_close(loss, ref)

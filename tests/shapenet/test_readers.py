@@ -221,3 +221,21 @@ def test_seg_with_extra_column(v0):
     seg.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError, match=rf"{seg.name}.*line 2: found 2 values"):
         [c for c in ShapeNetPart(root, "train")]
+
+
+def test_prepare_summary_and_skip_bad(tmp_path):
+    from fastai_sparse_shapenet.tasks import prepare
+
+    root = make_fixture(tmp_path / "n", "normal", shapes={"train": 4, "val": 2, "test": 2}, points=16)
+    s = prepare(root, out=tmp_path / "out", jobs=2)
+    assert {k: v["shapes"] for k, v in s["splits"].items()} == {"train": 4, "val": 2, "test": 2}
+    assert s["splits"]["train"]["points"] == 64 and s["bad"] == []
+    assert json.loads((tmp_path / "out" / "shapenet_part_summary.json").read_text())["layout"] == "normal"
+    f = sorted((root / "03797390").glob("*.txt"))[0]
+    lines = f.read_text().splitlines()
+    lines[0] = " ".join([*lines[0].split()[:6], "7.0"])
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"part 7 is outside Mug"):
+        prepare(root)
+    s = prepare(root, skip_bad=True)
+    assert [Path(p).name for p, _ in s["bad"]] == [f.name] and "part 7" in s["bad"][0][1]
