@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -99,6 +98,7 @@ def rooms():
 
 # ----------------------------------------------------------------------------- timing
 def timeit(fn, repeat, warmup=1):
+    """Best of ``repeat`` wall-clock runs in ms (the machine may be shared: min, not median)."""
     for _ in range(warmup):
         fn()
     ts = []
@@ -106,7 +106,7 @@ def timeit(fn, repeat, warmup=1):
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1e3
+    return min(ts) * 1e3
 
 
 def peak_rss_mb() -> float:
@@ -126,7 +126,7 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def gemm_limit(kmap_counts, nbr, feats, weight, grad, backward, prealloc):
+def gemm_limit(nbr, feats, weight, grad, backward, prealloc):
     """Per-offset torch.mm on pre-gathered contiguous rows (kernel maps etc. for free)."""
     A, G, outs = [], [], []
     for k in range(weight.shape[0]):
@@ -230,10 +230,10 @@ def run_room(name, coords, repeat, do_unet):
     for pre in (False, True):
         tag = "_prealloc" if pre else ""
         row["gemm_fwd" + tag + "_ms"] = timeit(
-            gemm_limit(counts, kmap.nbr, feats, w, grad, False, pre), repeat
+            gemm_limit(kmap.nbr, feats, w, grad, False, pre), repeat
         )
         row["gemm_fwdbwd" + tag + "_ms"] = timeit(
-            gemm_limit(counts, kmap.nbr, feats, w, grad, True, pre), repeat
+            gemm_limit(kmap.nbr, feats, w, grad, True, pre), repeat
         )
 
     row["subm_fwd_ms"] = timeit(lambda: subm_conv(feats, w, kmap), repeat)
@@ -247,12 +247,8 @@ def run_room(name, coords, repeat, do_unet):
 
     dnbr = dmap.nbr
     dgrad = torch.randn(dmap.n_out, 64)
-    row["gemm_down_fwd_ms"] = timeit(
-        gemm_limit(None, dnbr, feats, w_down, dgrad, False, False), repeat
-    )
-    row["gemm_down_fwdbwd_ms"] = timeit(
-        gemm_limit(None, dnbr, feats, w_down, dgrad, True, False), repeat
-    )
+    row["gemm_down_fwd_ms"] = timeit(gemm_limit(dnbr, feats, w_down, dgrad, False, False), repeat)
+    row["gemm_down_fwdbwd_ms"] = timeit(gemm_limit(dnbr, feats, w_down, dgrad, True, False), repeat)
     row["down_fwd_ms"] = timeit(lambda: down_conv(feats, w_down, dmap), repeat)
     wd = w_down.clone().requires_grad_()
     row["down_fwdbwd_ms"] = timeit(lambda: down_conv(fr, wd, dmap).backward(dgrad), repeat)
@@ -307,13 +303,17 @@ def main(argv=None):
             "torch": torch.__version__,
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
+            "loadavg_before": os.getloadavg(),
         },
         "rooms": [],
     }
     for name, coords in rooms().items():
         results["rooms"].append(run_room(name, coords, repeat, do_unet=not args.quick))
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; times in ms (median)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; times in ms (best of "
+        f"{repeat})"
+    )
     print(
         "ratio = figure / baseline in the same run; GEMM limit allocates its outputs like "
         "torch.mm, [prealloc] writes into preallocated outputs"
@@ -355,6 +355,11 @@ def main(argv=None):
                 f"{'UNet m16 5 levels train step':38s} {fmt(r['unet_step_ms'])}  "
                 f"peak RSS {r['unet_peak_rss_mb']:.0f} MB (before {r['rss_before_mb']:.0f} MB)"
             )
+    results["machine"]["loadavg_after"] = os.getloadavg()
+    print(
+        f"load average before/after: {results['machine']['loadavg_before']} / "
+        f"{results['machine']['loadavg_after']} on {os.cpu_count()} CPUs"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
