@@ -114,8 +114,14 @@ def _offsets(counts: Sequence[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
-def collate(samples: Sequence[SparseSample], target_type: Any = None) -> tuple[dict[str, torch.Tensor], Any]:
-    """Stack samples into ``(x, y)`` (see the module docstring); y is None without a target type."""
+def collate(
+    samples: Sequence[SparseSample], target_type: Any = None, labels: bool = True
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """Stack samples into ``(x, y)`` (see the module docstring).
+
+    y is None without a target type or with ``labels=False`` (inputs to predict on); the target
+    type's ``collate_inputs`` join ``x`` in both cases.
+    """
     samples = list(samples)
     if not samples:
         raise ValueError("collate: no samples")
@@ -153,7 +159,7 @@ def collate(samples: Sequence[SparseSample], target_type: Any = None) -> tuple[d
                     "which is already a batch field"
                 )
             x[key] = value
-    y = target_type.collate(clouds) if target_type is not None else None
+    y = target_type.collate(clouds) if target_type is not None and labels else None
     return x, y
 
 

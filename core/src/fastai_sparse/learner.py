@@ -197,15 +197,8 @@ class SparseDL(TfmdDL):
     def create_batch(self, b):
         from .batch import collate
 
-        samples, tt = list(b), self.target_type
-        if self.labels or tt is None:
-            x, y = collate(samples, tt)
-            return (x,) if y is None else (x, y)
-        x, _ = collate(samples, None)  # no labels: only the inputs the target type adds to x
-        extra = getattr(tt, "collate_inputs", None)
-        if extra is not None:
-            x.update(extra([s.cloud for s in samples]))
-        return (x,)
+        x, y = collate(list(b), self.target_type, labels=self.labels)
+        return (x,) if y is None else (x, y)
 
     def retain(self, res, b):
         return res

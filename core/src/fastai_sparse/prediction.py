@@ -110,7 +110,7 @@ class Predictor:
         total = None
         for view in tta_views(max(1, tta), _default_offset(self.pipeline)):
             sample = self.pipeline(view(cloud), np.random.default_rng(0))
-            x, _ = collate([sample])
+            x, _ = collate([sample], self.task.target, labels=False)
             x = {k: v.to(self.device) for k, v in x.items()}
             out = self._model_for(int(x["feats"].shape[1]))(x).float().cpu()
             total = out if total is None else total + out
