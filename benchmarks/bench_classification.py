@@ -133,7 +133,7 @@ def bench_regression(args) -> dict:
     t0 = time.perf_counter()
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        learn.fit_one_cycle(args.epochs, args.lr)
+        learn.fit_one_cycle(args.epochs, task.defaults["lr"])
     train_s = time.perf_counter() - t0
     with learn.no_bar():
         preds = learn.get_preds(dl=dls.valid)[0].numpy()
@@ -143,6 +143,7 @@ def bench_regression(args) -> dict:
         "train_items": len(train),
         "valid_items": len(valid),
         "epochs": args.epochs,
+        "lr": task.defaults["lr"],
         "train_seconds": round(train_s, 1),
         "mean_direction_baseline_deg": baseline,
         "trained_angle_error_deg": err,
