@@ -56,15 +56,49 @@ _LAZY = {
     "SparseSample": "batch",
     "SamplePipeline": "batch",
     "collate": "batch",
+    "VectorTarget": "targets",
+    "unvoxelize": "voxelize",
+    "split_batch": "batch",
     # fastai glue
     "sparse_dataloaders": "learner",
     "sparse_learner": "learner",
+    "SparseLearner": "learner",
+    "load_learner": "learner",
+    "Prediction": "learner",
+    "write_prediction": "learner",
+    "CheckpointError": "learner",
+    "NonFiniteLossError": "learner",
+    "Predictor": "prediction",
+    "predict_files": "prediction",
+    "train_task": "training",
+    "run_demo": "demo",
+}
+
+# public submodules, importable as attributes (``fastai_sparse.viz``)
+_SUBMODULES = {
+    "io",
+    "viz",
+    "transforms",
+    "targets",
+    "engine",
+    "models",
+    "metrics",
+    "learner",
+    "testing",
+    "voxelize",
+    "batch",
+    "geometry",
+    "registry",
+    "prediction",
+    "training",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastai_sparse' has no attribute {name!r}")
@@ -74,4 +108,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

@@ -59,10 +59,13 @@ __all__ = [
     "SparseDataset",
     "SparseLearner",
     "TTAView",
+    "default_tta_offset",
     "load_learner",
+    "make_prediction",
     "sparse_dataloaders",
     "sparse_learner",
     "tta_views",
+    "unlabelled_pipeline",
     "write_prediction",
 ]
 
@@ -275,7 +278,7 @@ class SparseDataLoaders(DataLoaders):
         """A loader over ``test_items`` (PointCloud, Mesh or paths) with the validation pipeline and
         no training noise; batches are ``(x,)`` unless ``with_labels``."""
         vds = self.valid_ds
-        pipeline = vds.pipeline if with_labels else _unlabelled(vds.pipeline)
+        pipeline = vds.pipeline if with_labels else unlabelled_pipeline(vds.pipeline)
         ds = SparseDataset(list(test_items), pipeline, vds.seed, vds.stream, pre)
         kwargs.setdefault("shuffle", False)
         kwargs.setdefault("drop_last", False)
@@ -416,7 +419,7 @@ class Prediction:
         return self.logits
 
 
-def _prediction(per: str, logits: torch.Tensor, class_names, cloud, classify: bool) -> Prediction:
+def make_prediction(per: str, logits: torch.Tensor, class_names, cloud, classify: bool) -> Prediction:
     logits = logits.float().cpu()
     if not classify:
         return Prediction(per, logits.numpy(), None, None, None, class_names, cloud)
@@ -472,7 +475,7 @@ def tta_views(
     return views
 
 
-def _default_offset(pipeline: Any) -> float:
+def default_tta_offset(pipeline: Any) -> float:
     """Half a voxel in input units when the pipeline's voxelizer has a ``scale`` (voxels per
     unit) or ``voxel_size``, else 0."""
     vox = getattr(pipeline, "voxelizer", None)
@@ -485,7 +488,7 @@ def _default_offset(pipeline: Any) -> float:
         return 0.0
 
 
-def _unlabelled(pipeline: Any) -> Any:
+def unlabelled_pipeline(pipeline: Any) -> Any:
     """A shallow copy of a sample pipeline that does not check targets (inputs to predict have
     no labels)."""
     if getattr(pipeline, "target_type", None) is None:
@@ -618,7 +621,7 @@ class SparseLearner(Learner):
         if len(cloud) == 0:
             raise DataFormatError("the input has no points", path=cloud.meta.get("path"), field="xyz")
         total = None
-        for view in tta_views(tta, _default_offset(self.dls.valid_ds.pipeline)):
+        for view in tta_views(tta, default_tta_offset(self.dls.valid_ds.pipeline)):
             dl = self.dls.test_dl([cloud], pre=view, bs=bs)
             preds, _ = self._raw_preds(dl, bar=False)
             total = preds.float() if total is None else total + preds.float()
@@ -631,7 +634,7 @@ class SparseLearner(Learner):
                 )
         else:
             out = out.reshape(-1) if out.ndim == 1 else out[0]
-        return _prediction(self.per, out, self.class_names, cloud, self.classify)
+        return make_prediction(self.per, out, self.class_names, cloud, self.classify)
 
     def tta(
         self,
@@ -656,7 +659,7 @@ class SparseLearner(Learner):
         if not isinstance(ds, SparseDataset):
             raise TypeError(f"tta needs a loader over a SparseDataset, got {type(ds).__name__}")
         if offset is None:
-            offset = _default_offset(ds.pipeline)
+            offset = default_tta_offset(ds.pipeline)
         total, targs = None, None
         for p, view in enumerate(tta_views(n, offset, seed)):
             vdl = dl.new(ds.with_pre(view), shuffle=False, drop_last=False)

@@ -55,10 +55,10 @@ class Predictor:
         state_dict: dict | None = None,
         device: str | torch.device | None = None,
     ):
-        from .learner import _unlabelled
+        from .learner import unlabelled_pipeline
 
         self.task = task
-        self.pipeline = _unlabelled(task.pipeline(train=False))
+        self.pipeline = unlabelled_pipeline(task.pipeline(train=False))
         self.model, self._state = model, state_dict
         self.device = torch.device(device) if device is not None else torch.device("cpu")
 
@@ -105,10 +105,10 @@ class Predictor:
     def logits(self, cloud: PointCloud, tta: int = 1) -> torch.Tensor:
         """Model outputs averaged over ``tta`` views: [N, K] per point or [K] per sample."""
         from .batch import collate
-        from .learner import _default_offset, tta_views
+        from .learner import default_tta_offset, tta_views
 
         total = None
-        for view in tta_views(max(1, tta), _default_offset(self.pipeline)):
+        for view in tta_views(max(1, tta), default_tta_offset(self.pipeline)):
             sample = self.pipeline(view(cloud), np.random.default_rng(0))
             x, _ = collate([sample], self.task.target, labels=False)
             x = {k: v.to(self.device) for k, v in x.items()}
@@ -126,14 +126,13 @@ class Predictor:
 
     def predict(self, item: Any, tta: int | None = None):
         """Predict a path, Mesh or PointCloud; returns a :class:`~fastai_sparse.learner.Prediction`."""
-        from .learner import _prediction
 
         cloud, _ = _as_input(item)
         if tta is None:
             tta = int(self.task.defaults.get("tta") or 1)
         out = self.logits(cloud, tta)
         per = getattr(self.task.target, "per", "point")
-        return _prediction(per, out, self.task.class_names, cloud, self.task.class_names is not None)
+        return make_prediction(per, out, self.task.class_names, cloud, self.task.class_names is not None)
 
 
 def output_values(task, labels: np.ndarray) -> np.ndarray:

@@ -1,0 +1,34 @@
+"""Start-up stays light: importing the package and `fastai-sparse --help` load neither torch nor
+fastai, with every installed plugin (plugins must import heavy modules lazily)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHECK = """
+import sys
+{code}
+heavy = sorted(m for m in ("torch", "fastai", "scipy", "plotly", "matplotlib") if m in sys.modules)
+print("HEAVY:" + ",".join(heavy))
+"""
+
+
+def run(code: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK.format(code=code)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("HEAVY:")[-1].strip()
+
+
+def test_import_is_light():
+    assert run("import fastai_sparse; fastai_sparse.hookimpl; fastai_sparse.Factory") == ""
+
+
+def test_help_is_light_with_every_installed_plugin():
+    code = (
+        "from fastai_sparse.cli import main\n"
+        "try:\n    main(['--help'], prog_name='fastai-sparse')\nexcept SystemExit:\n    pass"
+    )
+    assert run(code) == ""
