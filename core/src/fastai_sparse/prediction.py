@@ -127,6 +127,8 @@ class Predictor:
     def predict(self, item: Any, tta: int | None = None):
         """Predict a path, Mesh or PointCloud; returns a :class:`~fastai_sparse.learner.Prediction`."""
 
+        from .learner import make_prediction
+
         cloud, _ = _as_input(item)
         if tta is None:
             tta = int(self.task.defaults.get("tta") or 1)
