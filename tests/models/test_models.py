@@ -6,15 +6,14 @@ import pytest
 import torch
 from fastai_sparse.engine import SparseTensor
 from fastai_sparse.models import (
-    MODEL_CONFIGS,
     VFE,
     PoolHead,
     SegmentationHead,
     SparseModel,
     SparseResNet,
     UNet,
-    build_backbone,
     count_parameters,
+    resnet_sparse_18,
 )
 
 
@@ -96,15 +95,23 @@ def test_vfe_is_max_over_points():
     assert torch.all(out[2] == 0) and torch.all(out[4] == 0)
 
 
-def test_model_configs_build():
-    for name in MODEL_CONFIGS:
-        net = build_backbone(name, in_channels=3)
-        assert count_parameters(net) > 0 and net.out_channels > 0
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: UNet(3, m=16),
+        lambda: UNet(3, m=32, reps=2, residual=True),
+        lambda: resnet_sparse_18(in_channels=3),
+        lambda: VFE(),
+    ],
+)
+def test_factories_build_with_defaults(make):
+    net = make()
+    assert count_parameters(net) > 0 and net.out_channels > 0
 
 
 @pytest.mark.slow
 def test_unet_m16_default_runs():
     b = _batch(B=2, n_pts=2000, size=40)
-    net = build_backbone("unet-m16", in_channels=3)
+    net = UNet(3, m=16, levels=5)
     y = net(SparseTensor(b["coords"], b["feats"]))
     y.feats.sum().backward()

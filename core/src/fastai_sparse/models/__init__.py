@@ -1,8 +1,7 @@
 """Models written once against the engine: UNet, sparse ResNet, VFE, heads, SparseModel.
 
-Named configurations (for the registry; every factory takes keyword arguments with
-defaults): :data:`MODEL_CONFIGS` maps a name to ``(class, kwargs)``; build one with
-:func:`build_backbone`.
+Every class and factory takes keyword arguments with defaults, so the registry (the built-in
+plugin) can build one from a name plus kwargs.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from .vfe import VFE
 from .wrapper import SparseModel
 
 __all__ = [
-    "MODEL_CONFIGS",
+    "RESNET_CONFIGS",
     "VFE",
     "BasicBlock",
     "PoolHead",
@@ -24,24 +23,18 @@ __all__ = [
     "SparseModel",
     "SparseResNet",
     "UNet",
-    "build_backbone",
     "count_parameters",
+    "resnet_sparse_18",
 ]
 
-#: name -> (backbone class, default kwargs). ``unet-m32-r2`` follows SparseConvNet's ScanNet
-#: example (m=32, 2 blocks per level, 7 levels).
-MODEL_CONFIGS: dict[str, tuple[type[nn.Module], dict]] = {
-    "unet-m16": (UNet, {"m": 16, "levels": 5, "reps": 1, "residual": False}),
-    "unet-m32-r2": (UNet, {"m": 32, "levels": 7, "reps": 2, "residual": False}),
-    "unet-m16-res": (UNet, {"m": 16, "levels": 5, "reps": 1, "residual": True}),
-    **{name: (SparseResNet, dict(cfg)) for name, cfg in RESNET_CONFIGS.items()},
-}
 
-
-def build_backbone(name: str, in_channels: int = 3, **kwargs) -> nn.Module:
-    """Backbone ``name`` from :data:`MODEL_CONFIGS`, defaults overridden by ``kwargs``."""
-    cls, defaults = MODEL_CONFIGS[name]
-    return cls(in_channels=in_channels, **{**defaults, **kwargs})
+def resnet_sparse_18(
+    in_channels: int = 3,
+    widths: tuple[int, ...] = (32, 64, 128, 256),
+    backend=None,
+) -> SparseResNet:
+    """Sparse ResNet-18 encoder: basic blocks (2, 2, 2, 2) at ``widths``, 4 stages."""
+    return SparseResNet(in_channels, widths=widths, blocks=(2, 2, 2, 2), backend=backend)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -70,7 +70,9 @@ def detection_columns(num_classes: int) -> dict[str, slice]:
 
 def point_xyz(batch: Mapping) -> torch.Tensor:
     """float [N_total, 3] point coordinates of the batch (``x["point_xyz"]``), or a clear error."""
-    xyz = batch.get("point_xyz") if isinstance(batch, Mapping) else getattr(batch, "point_xyz", None)
+    xyz = (
+        batch.get("point_xyz") if isinstance(batch, Mapping) else getattr(batch, "point_xyz", None)
+    )
     if xyz is None:
         raise DataFormatError(
             "the batch has no 'point_xyz' (float32 [N, 3] point coordinates); spatial heads need it: "
@@ -145,18 +147,30 @@ class CenterHead(nn.Module):
         super().__init__()
         self.num_classes = int(num_outputs) - len(REG_NAMES)
         if self.num_classes < 1:
-            raise ShapeError(f"CenterHead: num_outputs must be num_classes + 8 >= 9, got {num_outputs}")
+            raise ShapeError(
+                f"CenterHead: num_outputs must be num_classes + 8 >= 9, got {num_outputs}"
+            )
         self.in_channels, self.down_steps, self.hidden = in_channels, int(down), hidden
         layers: list[nn.Module] = []
         c = in_channels
         for _ in range(self.down_steps):
-            layers += [SparseConv3d(c, hidden, 2, 2, backend=backend), SparseBatchNorm(hidden), SparseReLU()]
+            layers += [
+                SparseConv3d(c, hidden, 2, 2, backend=backend),
+                SparseBatchNorm(hidden),
+                SparseReLU(),
+            ]
             c = hidden
         self.down = nn.Sequential(*layers)
-        self.pre = nn.Sequential(nn.Linear(c, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU())
+        self.pre = nn.Sequential(
+            nn.Linear(c, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()
+        )
         bev: list[nn.Module] = []
         for _ in range(bev_convs):
-            bev += [SubMConv3d(hidden, hidden, 3, backend=backend), SparseBatchNorm(hidden), SparseReLU()]
+            bev += [
+                SubMConv3d(hidden, hidden, 3, backend=backend),
+                SparseBatchNorm(hidden),
+                SparseReLU(),
+            ]
         self.bev = nn.Sequential(*bev)
         self.heat = nn.Linear(hidden, self.num_classes)
         self.reg = nn.Linear(hidden, len(REG_NAMES))
@@ -166,7 +180,9 @@ class CenterHead(nn.Module):
 
     def forward(self, x: SparseTensor, batch: Mapping) -> torch.Tensor:
         if x.num_channels != self.in_channels:
-            raise ShapeError(f"CenterHead: expected {self.in_channels} input channels, got {x.num_channels}")
+            raise ShapeError(
+                f"CenterHead: expected {self.in_channels} input channels, got {x.num_channels}"
+            )
         xyz = point_xyz(batch).to(x.feats.dtype)
         bs = int(batch["voxel_offsets"].shape[0]) - 1
         t = self.down(x) if self.down_steps else x
@@ -179,7 +195,8 @@ class CenterHead(nn.Module):
         tq = torch.div(t.coords.long()[:, 1:3], s, rounding_mode="floor")
         ext = torch.maximum(pq.max(0).values, tq.max(0).values) + 1
         keys, cell = torch.unique(
-            torch.cat([_keys(pc[:, 0], pq, ext), _keys(t.coords[:, 0], tq, ext)]), return_inverse=True
+            torch.cat([_keys(pc[:, 0], pq, ext), _keys(t.coords[:, 0], tq, ext)]),
+            return_inverse=True,
         )
         n_pts = pc.shape[0]
         p_cell, t_cell = cell[:n_pts], cell[n_pts:]
@@ -188,12 +205,15 @@ class CenterHead(nn.Module):
         cb = torch.div(keys, ext[0] * ext[1], rounding_mode="floor")
         rem = keys - cb * ext[0] * ext[1]
         bev_coords = torch.stack(
-            [cb, torch.div(rem, ext[1], rounding_mode="floor"), rem % ext[1], torch.zeros_like(cb)], 1
+            [cb, torch.div(rem, ext[1], rounding_mode="floor"), rem % ext[1], torch.zeros_like(cb)],
+            1,
         ).to(torch.int32)
         g = SparseTensor(bev_coords, feats, batch_size=bs, validate=False)
         g = self.bev(g) if len(self.bev) else g
         pos = scatter_mean(xyz, p_cell, n)
-        rows = torch.cat([torch.ones_like(pos[:, :1]), pos, self.heat(g.feats), self.reg(g.feats)], 1)
+        rows = torch.cat(
+            [torch.ones_like(pos[:, :1]), pos, self.heat(g.feats), self.reg(g.feats)], 1
+        )
         counts = torch.bincount(cb, minlength=bs)
         cmax = max(int(counts.max()) if n else 0, 1)
         start = torch.cumsum(counts, 0) - counts
@@ -205,7 +225,9 @@ class CenterHead(nn.Module):
     def _pre(self, f: torch.Tensor) -> torch.Tensor:
         if self.training and f.shape[0] < 2:
             lin, bn, act = self.pre
-            return act(F.batch_norm(lin(f), bn.running_mean, bn.running_var, bn.weight, bn.bias, False))
+            return act(
+                F.batch_norm(lin(f), bn.running_mean, bn.running_var, bn.weight, bn.bias, False)
+            )
         return self.pre(f)
 
 
@@ -264,7 +286,9 @@ class CenterDetectionLoss:
         if boxes.shape[0] == 0 or n == 0:
             return heat, reg, torch.zeros(n, dtype=torch.bool, device=pos.device)
         d2 = ((pos[:, None, :2] - boxes[None, :, :2]) ** 2).sum(-1)  # [n, G]
-        sigma = torch.clamp(self.sigma_ratio * torch.minimum(boxes[:, 3], boxes[:, 4]), min=self.min_sigma)
+        sigma = torch.clamp(
+            self.sigma_ratio * torch.minimum(boxes[:, 3], boxes[:, 4]), min=self.min_sigma
+        )
         g = torch.exp(-d2 / (2 * sigma[None] ** 2))
         g[d2.argmin(0), torch.arange(boxes.shape[0], device=pos.device)] = 1.0
         heat.scatter_reduce_(1, labels.long()[None].expand(n, -1), g, "amax", include_self=True)
@@ -275,6 +299,13 @@ class CenterDetectionLoss:
         reg[:, 3:6] = torch.log(b[:, 3:6].clamp(min=1e-6))
         reg[:, 6:8] = encode_yaw(b[:, 6])
         return heat, reg, mask
+
+    def activation(self, x):
+        """Outputs are not probabilities: fastai's get_preds returns them unchanged."""
+        return x
+
+    def decodes(self, x):
+        return x
 
     def __call__(self, pred: torch.Tensor, y: Mapping) -> torch.Tensor:
         if pred.ndim != 3 or pred.shape[2] != 12 + self.num_classes:
@@ -328,7 +359,8 @@ def decode_detections(
 
     if isinstance(pred, list):
         return [
-            decode_detections(p, num_classes, score_threshold, nms_iou, max_boxes, rotated)[0] for p in pred
+            decode_detections(p, num_classes, score_threshold, nms_iou, max_boxes, rotated)[0]
+            for p in pred
         ]
     if pred.ndim == 2:
         pred = pred[None]
