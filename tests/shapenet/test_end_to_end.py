@@ -55,6 +55,13 @@ def test_end_to_end(tmp_path):
     expected = predict_clouds(learn.model, task, [read_input(src)])[0]
     np.testing.assert_array_equal(cat.to_global(local), expected)
 
+    # core's predict command finds the category from the <synset>/ folder of the input
+    core_out = tmp_path / "core.txt"
+    res = CliRunner().invoke(main, ["predict", "shapenet-part", "--model", str(w), src, "-o", str(core_out)])
+    assert res.exit_code == 0, res.output
+    core_labels = np.loadtxt(core_out, dtype=np.int64)
+    assert len(core_labels) == len(valid[0]) and set(np.unique(core_labels)) <= set(cat.part_ids)
+
     learn.export(tmp_path / "export.pkl")
     again = load_learner(tmp_path / "export.pkl")
     np.testing.assert_array_equal(

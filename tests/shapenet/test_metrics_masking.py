@@ -136,6 +136,10 @@ def test_target_check_rejects_parts_of_other_categories():
     )
     with pytest.raises(DataFormatError, match=r"m.txt.*point 1 has part 12 \(Chair/back\), outside Mug"):
         t.check(bad)
+    in_folder = PointCloud(
+        np.zeros((1, 3)), {"labels": np.array([36])}, meta={"path": "d/03797390/points/a.pts"}
+    )
+    assert t.category_index(in_folder) == 11
     with pytest.raises(DataFormatError, match="category is unknown"):
         t.check(PointCloud(np.zeros((1, 3)), {"labels": np.array([0])}))
 

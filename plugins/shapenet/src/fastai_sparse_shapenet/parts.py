@@ -100,13 +100,24 @@ class ShapeNetPartTarget(Segmentation):
 
     @staticmethod
     def category_index(cloud: PointCloud) -> int:
-        """The category index (0..15) of a cloud from its meta; DataFormatError when missing."""
+        """The category index (0..15) of a cloud from its meta (``category_index``, ``synset`` or
+        ``category``), else from a ``<synset>`` folder in ``meta["path"]``; DataFormatError when
+        none is found."""
         meta = cloud.meta
         key = meta.get("category_index", meta.get("synset", meta.get("category")))
+        if key is None and meta.get("path"):
+            # a file kept in the dataset's folders: <synset>/<shape> or <synset>/points/<shape>.pts
+            from pathlib import Path
+
+            for d in Path(str(meta["path"])).parents[:2]:
+                try:
+                    return get_category(d.name).index
+                except KeyError:
+                    continue
         if key is None:
             raise DataFormatError(
                 "the shape's category is unknown: set meta['category'] (name or synset) or "
-                "meta['category_index'] (0..15)",
+                "meta['category_index'] (0..15), or keep the file in a <synset>/ folder",
                 path=meta.get("path") or meta.get("id"),
                 field="category",
             )
