@@ -28,11 +28,12 @@ __all__ = ["FORMATS", "Predictor", "output_values", "predict_files"]
 FORMATS = ("ply", "txt", "npz", "json")
 
 
-def _as_input(item: Any) -> tuple[PointCloud, Mesh | PointCloud]:
-    """(cloud to predict on, original object to write back) for a path, Mesh or PointCloud."""
+def _as_input(item: Any, reader=None) -> tuple[PointCloud, Mesh | PointCloud]:
+    """(cloud to predict on, original object to write back) for a path, Mesh or PointCloud;
+    paths are read with ``reader`` (a task's ``read_input``) or :func:`fastai_sparse.io.load`."""
     from . import io
 
-    obj = io.load(item) if isinstance(item, (str, os.PathLike)) else item
+    obj = (reader or io.load)(item) if isinstance(item, (str, os.PathLike)) else item
     if isinstance(obj, Mesh):
         return obj.to_points(), obj
     if isinstance(obj, PointCloud):
@@ -129,7 +130,7 @@ class Predictor:
 
         from .learner import make_prediction
 
-        cloud, _ = _as_input(item)
+        cloud, _ = _as_input(item, self.task.read_input)
         if tta is None:
             tta = int(self.task.defaults.get("tta") or 1)
         out = self.logits(cloud, tta)
@@ -168,7 +169,10 @@ def write_result(task, result, original, path: Path, fmt: str, top_k: int = 5) -
         if fmt != "json":
             raise FastaiSparseError(f"task {task.name!r} predicts one value per sample: use --format json")
         payload: dict[str, Any] = {"task": task.name, "input": str(original.meta.get("path", ""))}
-        if result.probs is not None:
+        to_json = getattr(task.target, "result_json", None)
+        if to_json is not None:  # structured outputs (boxes, keypoints) describe themselves
+            payload.update(to_json(result.logits))
+        elif result.probs is not None:
             order = np.argsort(-result.probs)[:top_k]
             names = task.class_names or [str(i) for i in range(len(result.probs))]
             payload["label"] = names[int(result.labels)]
@@ -239,7 +243,7 @@ def predict_files(
     fmt = fmt or _default_format(task, out)
     several = len(inputs) > 1 or (out is not None and out.is_dir())
     for src in map(Path, inputs):
-        cloud, original = _as_input(src)
+        cloud, original = _as_input(src, task.read_input)
         result = predictor.predict(cloud, tta=tta)
         if out is None:
             dst = src.with_name(f"{src.name.split('.')[0]}.pred.{fmt}")

@@ -74,6 +74,9 @@ class Task:
         class_colors: optional per-class RGB colours (uint8 [K, 3]) for predictions.
         label_values: optional value written to output files for each class index (e.g. the
             NYU40 id of each ScanNet benchmark class); default the class index itself.
+        read_input: optional ``read_input(path) -> PointCloud | Mesh`` used by prediction to
+            read a user's file (e.g. to find a ShapeNet shape's category from its folder);
+            default :func:`fastai_sparse.io.load`.
     """
 
     name: str
@@ -97,6 +100,7 @@ class Task:
     fixture: Callable | None = None
     class_colors: Any = None
     label_values: Sequence[int] | None = None
+    read_input: Callable | None = None
 
     def __post_init__(self):
         self.defaults = {**DEFAULTS, **dict(self.defaults)}
