@@ -142,6 +142,15 @@ def make_task(
         prepare=prep,
         fixture=fixture,
         label_values=list(range(len(PART_NAMES))),
+        read_input=read_prediction_input,
     )
     kw.update(task_kwargs)
     return Task(**kw)
+
+
+def read_prediction_input(path):
+    """Inputs of ``fastai-sparse predict shapenet-part``: the category comes from the file's
+    ``<synset>/`` folder (see :func:`fastai_sparse_shapenet.predict.read_input`)."""
+    from .predict import read_input
+
+    return read_input(path)
