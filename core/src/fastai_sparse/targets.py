@@ -407,6 +407,23 @@ class BoundingBoxes(TargetType):
             for d in self.detections(pred)
         ]
 
+    def result_json(self, pred) -> dict[str, Any]:
+        """``{"boxes": [{"center", "size", "yaw", "class", "score"}, ...]}`` for one sample's
+        output [C_max, 12 + K] (what ``fastai-sparse predict`` writes)."""
+        d = self.detections(torch.as_tensor(pred))[0]
+        return {
+            "boxes": [
+                {
+                    "center": d["boxes"][i, :3].tolist(),
+                    "size": d["boxes"][i, 3:6].tolist(),
+                    "yaw": float(d["boxes"][i, 6]),
+                    "class": self.classes[int(d["labels"][i])],
+                    "score": float(d["scores"][i]),
+                }
+                for i in range(len(d["scores"]))
+            ]
+        }
+
     def check_output(self, out, x, y=None) -> None:
         """Raise ShapeError unless ``out`` is a CenterHead output for this target and batch."""
         bs = int(x["voxel_offsets"].shape[0]) - 1
@@ -546,6 +563,17 @@ class KeypointTarget(TargetType):
         pts = out["points"].detach().float().cpu().numpy()
         axes = out["axes"].detach().float().cpu().numpy() if self.axes else None
         return [Keypoints(pts[i], None if axes is None else axes[i]) for i in range(len(pts))]
+
+    def result_json(self, pred) -> dict[str, Any]:
+        """``{"keypoints": [{"name", "point", "axis"?}, ...]}`` for one sample's output."""
+        kp = self.decode(torch.as_tensor(pred))[0]
+        rows = []
+        for i, name in enumerate(self.names):
+            row: dict[str, Any] = {"name": name, "point": kp.points[i].tolist()}
+            if kp.axes is not None:
+                row["axis"] = kp.axes[i].tolist()
+            rows.append(row)
+        return {"keypoints": rows}
 
     def check_output(self, out, x, y=None) -> None:
         """Raise ShapeError unless ``out`` is [B, num_outputs] with unit axes."""

@@ -70,9 +70,7 @@ def detection_columns(num_classes: int) -> dict[str, slice]:
 
 def point_xyz(batch: Mapping) -> torch.Tensor:
     """float [N_total, 3] point coordinates of the batch (``x["point_xyz"]``), or a clear error."""
-    xyz = (
-        batch.get("point_xyz") if isinstance(batch, Mapping) else getattr(batch, "point_xyz", None)
-    )
+    xyz = batch.get("point_xyz") if isinstance(batch, Mapping) else getattr(batch, "point_xyz", None)
     if xyz is None:
         raise DataFormatError(
             "the batch has no 'point_xyz' (float32 [N, 3] point coordinates); spatial heads need it: "
@@ -147,9 +145,7 @@ class CenterHead(nn.Module):
         super().__init__()
         self.num_classes = int(num_outputs) - len(REG_NAMES)
         if self.num_classes < 1:
-            raise ShapeError(
-                f"CenterHead: num_outputs must be num_classes + 8 >= 9, got {num_outputs}"
-            )
+            raise ShapeError(f"CenterHead: num_outputs must be num_classes + 8 >= 9, got {num_outputs}")
         self.in_channels, self.down_steps, self.hidden = in_channels, int(down), hidden
         layers: list[nn.Module] = []
         c = in_channels
@@ -161,9 +157,7 @@ class CenterHead(nn.Module):
             ]
             c = hidden
         self.down = nn.Sequential(*layers)
-        self.pre = nn.Sequential(
-            nn.Linear(c, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()
-        )
+        self.pre = nn.Sequential(nn.Linear(c, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU())
         bev: list[nn.Module] = []
         for _ in range(bev_convs):
             bev += [
@@ -180,9 +174,7 @@ class CenterHead(nn.Module):
 
     def forward(self, x: SparseTensor, batch: Mapping) -> torch.Tensor:
         if x.num_channels != self.in_channels:
-            raise ShapeError(
-                f"CenterHead: expected {self.in_channels} input channels, got {x.num_channels}"
-            )
+            raise ShapeError(f"CenterHead: expected {self.in_channels} input channels, got {x.num_channels}")
         xyz = point_xyz(batch).to(x.feats.dtype)
         bs = int(batch["voxel_offsets"].shape[0]) - 1
         t = self.down(x) if self.down_steps else x
@@ -211,9 +203,7 @@ class CenterHead(nn.Module):
         g = SparseTensor(bev_coords, feats, batch_size=bs, validate=False)
         g = self.bev(g) if len(self.bev) else g
         pos = scatter_mean(xyz, p_cell, n)
-        rows = torch.cat(
-            [torch.ones_like(pos[:, :1]), pos, self.heat(g.feats), self.reg(g.feats)], 1
-        )
+        rows = torch.cat([torch.ones_like(pos[:, :1]), pos, self.heat(g.feats), self.reg(g.feats)], 1)
         counts = torch.bincount(cb, minlength=bs)
         cmax = max(int(counts.max()) if n else 0, 1)
         start = torch.cumsum(counts, 0) - counts
@@ -225,9 +215,7 @@ class CenterHead(nn.Module):
     def _pre(self, f: torch.Tensor) -> torch.Tensor:
         if self.training and f.shape[0] < 2:
             lin, bn, act = self.pre
-            return act(
-                F.batch_norm(lin(f), bn.running_mean, bn.running_var, bn.weight, bn.bias, False)
-            )
+            return act(F.batch_norm(lin(f), bn.running_mean, bn.running_var, bn.weight, bn.bias, False))
         return self.pre(f)
 
 
@@ -286,9 +274,7 @@ class CenterDetectionLoss:
         if boxes.shape[0] == 0 or n == 0:
             return heat, reg, torch.zeros(n, dtype=torch.bool, device=pos.device)
         d2 = ((pos[:, None, :2] - boxes[None, :, :2]) ** 2).sum(-1)  # [n, G]
-        sigma = torch.clamp(
-            self.sigma_ratio * torch.minimum(boxes[:, 3], boxes[:, 4]), min=self.min_sigma
-        )
+        sigma = torch.clamp(self.sigma_ratio * torch.minimum(boxes[:, 3], boxes[:, 4]), min=self.min_sigma)
         g = torch.exp(-d2 / (2 * sigma[None] ** 2))
         g[d2.argmin(0), torch.arange(boxes.shape[0], device=pos.device)] = 1.0
         heat.scatter_reduce_(1, labels.long()[None].expand(n, -1), g, "amax", include_self=True)
@@ -359,8 +345,7 @@ def decode_detections(
 
     if isinstance(pred, list):
         return [
-            decode_detections(p, num_classes, score_threshold, nms_iou, max_boxes, rotated)[0]
-            for p in pred
+            decode_detections(p, num_classes, score_threshold, nms_iou, max_boxes, rotated)[0] for p in pred
         ]
     if pred.ndim == 2:
         pred = pred[None]

@@ -29,9 +29,7 @@ from .vfe import scatter_max
 __all__ = ["KeypointLoss", "VoteKeypointHead", "split_keypoint_output"]
 
 
-def split_keypoint_output(
-    pred: torch.Tensor, num_keypoints: int, axes: bool
-) -> dict[str, torch.Tensor]:
+def split_keypoint_output(pred: torch.Tensor, num_keypoints: int, axes: bool) -> dict[str, torch.Tensor]:
     """``{"points": [B, K, 3], "axes": [B, K, 3] (with axes), "variance": [B, K]}`` from a
     :class:`VoteKeypointHead` output [B, K * (7 if axes else 4)]."""
     k = int(num_keypoints)
@@ -64,9 +62,7 @@ class VoteKeypointHead(nn.Module):
     per = "sample"
     needs_batch = True
 
-    def __init__(
-        self, in_channels: int = 16, num_outputs: int = 4, axes: bool = False, hidden: int = 64
-    ):
+    def __init__(self, in_channels: int = 16, num_outputs: int = 4, axes: bool = False, hidden: int = 64):
         super().__init__()
         per_kp = 7 if axes else 4
         if num_outputs % per_kp or num_outputs < per_kp:
@@ -99,11 +95,7 @@ class VoteKeypointHead(nn.Module):
         f = x.feats
         if self.training and f.shape[0] < 2:
             lin, bn, act, last = self.mlp
-            h = last(
-                act(
-                    F.batch_norm(lin(f), bn.running_mean, bn.running_var, bn.weight, bn.bias, False)
-                )
-            )
+            h = last(act(F.batch_norm(lin(f), bn.running_mean, bn.running_var, bn.weight, bn.bias, False)))
         else:
             h = self.mlp(f)
         offsets = h[:, : 3 * k].reshape(m, k, 3)
@@ -134,9 +126,7 @@ class KeypointLoss:
     plus ``axis_weight`` times the mean of ``1 - cos(predicted axis, true axis)``.
     """
 
-    def __init__(
-        self, num_keypoints: int, axes: bool = False, axis_weight: float = 0.5, scale: float = 1.0
-    ):
+    def __init__(self, num_keypoints: int, axes: bool = False, axis_weight: float = 0.5, scale: float = 1.0):
         self.num_keypoints, self.axes = int(num_keypoints), bool(axes)
         self.axis_weight, self.scale = float(axis_weight), float(scale)
 
