@@ -184,6 +184,11 @@ def bench_spconv(coords, feats, weight, repeat):
             )
 
         res["map_subm_ms"] = timeit(build, repeat)
+        if old != 1:
+            torch.set_num_threads(old)
+            res["map_subm_nthreads_ms"] = timeit(build, repeat)
+            torch.set_num_threads(1)
+        res["map_subm_best_ms"] = min(res["map_subm_ms"], res.get("map_subm_nthreads_ms", 1e30))
         conv = spc.SubMConv3d(32, 32, 3, bias=False, algo=algo)
         with torch.no_grad():
             conv.weight.copy_(weight.reshape(3, 3, 3, 32, 32).permute(4, 0, 1, 2, 3))
@@ -288,64 +293,40 @@ def fmt(v, base=None):
     return s
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repeats, skip the UNet step")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "engine.json"))
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    repeat = 3 if args.quick else 7
-    results = {
-        "machine": {
-            "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "loadavg_before": os.getloadavg(),
-        },
-        "rooms": [],
-    }
-    for name, coords in rooms().items():
-        results["rooms"].append(run_room(name, coords, repeat, do_unet=not args.quick))
-
+def print_table(run: dict, repeat: int) -> None:
+    t = run["threads"]
+    print(f"\n######## {t} torch thread(s); times in ms, best of {repeat}")
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; times in ms (best of "
-        f"{repeat})"
+        "ratio = figure / baseline in the same run; GEMM limit = per-offset torch.mm on "
+        "pre-gathered rows (allocating its outputs); [prealloc] = the same into preallocated "
+        "outputs"
     )
-    print(
-        "ratio = figure / baseline in the same run; GEMM limit allocates its outputs like "
-        "torch.mm, [prealloc] writes into preallocated outputs"
-    )
-    for r in results["rooms"]:
+    for r in run["rooms"]:
         sp = r.get("spconv", {})
         print(
             f"\n== {r['name']} room: {r['voxels']} voxels, {r['neighbours_per_voxel']:.1f} "
             f"neighbours/voxel"
         )
-        print(f"{'figure':38s} {'ms':>8s}   vs GEMM limit   vs [prealloc]")
-        print(
-            f"{'GEMM limit subm fwd':38s} {fmt(r['gemm_fwd_ms'])}   [prealloc {r['gemm_fwd_prealloc_ms']:.1f}]"
-        )
-        print(
-            f"{'GEMM limit subm fwd+bwd':38s} {fmt(r['gemm_fwdbwd_ms'])}   [prealloc {r['gemm_fwdbwd_prealloc_ms']:.1f}]"
-        )
-        print(
-            f"{'subm 3^3 32->32 fwd':38s} {fmt(r['subm_fwd_ms'], r['gemm_fwd_ms'])}   "
-            f"{r['subm_fwd_ms'] / r['gemm_fwd_prealloc_ms']:4.2f}x"
-        )
-        print(
-            f"{'subm 3^3 32->32 fwd+bwd':38s} {fmt(r['subm_fwdbwd_ms'], r['gemm_fwdbwd_ms'])}   "
-            f"{r['subm_fwdbwd_ms'] / r['gemm_fwdbwd_prealloc_ms']:4.2f}x"
-        )
+        print(f"{'figure':38s} {'ms':>8s} (vs GEMM limit)  vs [prealloc]")
+        for key, label in (("fwd", "fwd"), ("fwdbwd", "fwd+bwd")):
+            g, gp = r[f"gemm_{key}_ms"], r[f"gemm_{key}_prealloc_ms"]
+            print(f"{'GEMM limit subm ' + label:38s} {fmt(g)}   [prealloc {gp:.1f}]")
+        for key, label in (("fwd", "fwd"), ("fwdbwd", "fwd+bwd")):
+            v, g, gp = r[f"subm_{key}_ms"], r[f"gemm_{key}_ms"], r[f"gemm_{key}_prealloc_ms"]
+            print(f"{'subm 3^3 32->32 ' + label:38s} {fmt(v, g)}   {v / gp:4.2f}x")
         print(f"{'strided 2^3 32->64 fwd':38s} {fmt(r['down_fwd_ms'], r['gemm_down_fwd_ms'])}")
         print(
-            f"{'strided 2^3 32->64 fwd+bwd':38s} {fmt(r['down_fwdbwd_ms'], r['gemm_down_fwdbwd_ms'])}"
+            f"{'strided 2^3 32->64 fwd+bwd':38s} "
+            f"{fmt(r['down_fwdbwd_ms'], r['gemm_down_fwdbwd_ms'])}"
         )
-        spm = sp.get("map_subm_ms")
-        print(f"{'kernel map subm 3^3':38s} {fmt(r['map_subm_ms'], spm)}  (vs spconv {fmt(spm)})")
+        spm = sp.get("map_subm_best_ms")
+        print(f"{'kernel map subm 3^3 (vs spconv)':38s} {fmt(r['map_subm_ms'], spm)}")
         print(f"{'kernel map down 2^3 s2':38s} {fmt(r['map_down_ms'])}")
+        if spm:
+            print(
+                f"{'spconv kernel map subm 1 / n threads':38s} {sp['map_subm_ms']:8.1f} / "
+                f"{sp.get('map_subm_nthreads_ms', float('nan')):.1f}"
+            )
         if "subm_fwd_incl_map_ms" in sp:
             print(f"{'spconv subm fwd incl. map (1 thread)':38s} {fmt(sp['subm_fwd_incl_map_ms'])}")
         if "error" in sp:
@@ -355,15 +336,46 @@ def main(argv=None):
                 f"{'UNet m16 5 levels train step':38s} {fmt(r['unet_step_ms'])}  "
                 f"peak RSS {r['unet_peak_rss_mb']:.0f} MB (before {r['rss_before_mb']:.0f} MB)"
             )
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, skip the UNet step")
+    ap.add_argument("--threads", default="2", help="comma-separated torch thread counts")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "engine.json"))
+    args = ap.parse_args(argv)
+    repeat = 3 if args.quick else 7
+    results = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+            "loadavg_before": os.getloadavg(),
+        },
+        "timing": f"wall clock, best of {repeat}",
+        "runs": [],
+    }
+    inputs = rooms()
+    for t in [int(v) for v in args.threads.split(",")]:
+        torch.set_num_threads(t)
+        run = {"threads": torch.get_num_threads(), "rooms": []}
+        for name, coords in inputs.items():
+            run["rooms"].append(run_room(name, coords, repeat, do_unet=not args.quick))
+        results["runs"].append(run)
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs")
+    for run in results["runs"]:
+        print_table(run, repeat)
     results["machine"]["loadavg_after"] = os.getloadavg()
     print(
-        f"load average before/after: {results['machine']['loadavg_before']} / "
-        f"{results['machine']['loadavg_after']} on {os.cpu_count()} CPUs"
+        f"\nload average before/after: {results['machine']['loadavg_before']} / "
+        f"{results['machine']['loadavg_after']} on {os.cpu_count()} CPUs (a loaded machine "
+        "inflates the multi-thread figures)"
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
