@@ -261,11 +261,7 @@ def _mesh_root(root: Path, variant: str) -> Path | None:
 
 
 def _resampled_root(root: Path, variant: str) -> Path | None:
-    return _find_dir(
-        root,
-        ("modelnet40_normal_resampled", "modelnet40_normal_resampled".upper()),
-        f"{variant}_shape_names.txt",
-    )
+    return _find_dir(root, ("modelnet40_normal_resampled",), f"{variant}_shape_names.txt")
 
 
 def _read_list(path: Path) -> list[str]:
