@@ -124,7 +124,7 @@ def test_degenerate_boxes():
         tt.check(_box_cloud(Boxes([[0, 0, 0]], [[1, 1, 1]], [np.nan], [0])))
     with pytest.raises(DataFormatError, match="label 5"):
         tt.check(_box_cloud(Boxes([[0, 0, 0]], [[1, 1, 1]], [0], [5])))
-    with pytest.raises(DataFormatError, match="geometry.Boxes"):
+    with pytest.raises(DataFormatError, match=r"geometry\.Boxes"):
         tt.check(PointCloud(np.zeros((3, 3)), target=3))
 
 
@@ -224,7 +224,7 @@ def test_detection_head_loss_and_empty_sample():
 
 def test_missing_point_xyz_is_a_clear_error():
     tt = BoundingBoxes(["a"])
-    x, y = _batch([_box_cloud()], tt)
+    x, _ = _batch([_box_cloud()], tt)
     del x["point_xyz"]
     from fastai_sparse.engine import SparseTensor
 
