@@ -156,7 +156,7 @@ def test_keypoint_training_beats_mean_position_baseline(reg, tmp_path):
 
 @pytest.mark.slow
 def test_detection_training_beats_untrained_model(reg, tmp_path):
-    task, learn = _learner(reg, "synthetic-boxes-det", tmp_path, 12, 4, points=3000)
+    _, learn = _learner(reg, "synthetic-boxes-det", tmp_path, 12, 4, points=3000)
     with _quiet(learn)[0], _quiet(learn)[1]:
         before = learn.validate(dl=learn.dls.train.new(shuffle=False, drop_last=False))
         learn.fit_one_cycle(12, 3e-3)
