@@ -73,9 +73,7 @@ def run_detection(
 
     task = default_registry().get("task", name)
     dls = task.dataloaders(bs=bs, n=n_train, points=points)
-    valid_items = task.datasets(n=n_valid, points=points)["valid"]
-    vdl = dls.test_dl(list(valid_items), with_labels=True) if False else None  # noqa: F841
-    dls_eval = task.dataloaders(bs=bs, n=n_valid, points=points)
+    dls_eval = task.dataloaders(bs=bs, n=n_valid, points=points)  # the first n_valid validation rooms
     torch.manual_seed(0)
     learn = task.learner(dls, path=Path("/tmp"))
     learn.dls.valid = dls_eval.valid

@@ -35,7 +35,8 @@ class SparseModel(nn.Module):
     ``input_stage``; then voxel features are ``input_stage(point_feats, inverse, M)``).
 
     Returns per-point outputs ``head(...)[inverse]`` [N, K] when ``head.per == "voxel"``, or
-    per-sample outputs [B, K] when ``head.per == "sample"``. A head with ``needs_batch = True``
+    per-sample outputs [B, K] when ``head.per == "sample"``; any other ``per`` (e.g. ``"raw"``,
+    the structured [B, C, D] output of a detection head) is returned unchanged. A head with ``needs_batch = True``
     is called as ``head(features, batch)``; it can use extra batch fields that a target type's
     ``collate_inputs(clouds)`` added (see :func:`fastai_sparse.batch.collate`).
     """
