@@ -339,3 +339,20 @@ def test_keypoint_metrics_hand_case():
     assert values == pytest.approx(
         {"mean-distance": 0.175, "pck-0.1": 0.5, "pck-0.5": 1.0, "axis-angle-error": 45.0}
     )
+
+
+def test_point_feature_voxelizer_feeds_vfe():
+    from fastai_sparse.models import VFE
+    from fastai_sparse.models.detection import PointFeatureVoxelizer
+
+    cloud = _box_cloud()
+    cloud = cloud.replace(attrs={"rgb": cloud.attrs["rgb"].astype(np.float32) / 255})
+    s = PointFeatureVoxelizer(scale=4, features=("rgb", "xyz"))(cloud)
+    assert s.point_feats.shape == (len(cloud), 6)
+    # the voxel features are the per-voxel means of the point features
+    for v in (0, len(s.coords) // 2, len(s.coords) - 1):
+        assert np.allclose(s.point_feats[s.inverse == v].mean(0), s.feats[v], atol=1e-5)
+    assert ((s.point_feats[:, 3:] >= 0) & (s.point_feats[:, 3:] < 1)).all()
+    x, _ = collate([s], BoundingBoxes(["a", "b"]))
+    out = VFE(in_channels=6)(x["point_feats"], x["inverse"], len(x["coords"]))
+    assert out.shape == (len(x["coords"]), 32)
