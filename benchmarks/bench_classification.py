@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "core" / "src"))
 sys.path.insert(0, str(ROOT / "plugins" / "classification" / "src"))
 
 from fastai.callback.progress import ProgressCallback  # noqa: F401  (learn.no_bar needs it)
+
 from fastai_sparse import get_task
 from fastai_sparse.learner import sparse_dataloaders
 from fastai_sparse.metrics import confusion_matrix

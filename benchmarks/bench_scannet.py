@@ -39,6 +39,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import plyfile
+
     from fastai_sparse.batch import collate
     from fastai_sparse.testing import registry_with
     from fastai_sparse_scannet.fixtures import make_fixture

@@ -15,6 +15,10 @@ EXAMPLE_PLUGIN = ROOT / "tests" / "example_plugin"
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# The example plugin's own test file runs against the installed plugin, in a subprocess
+# (tests/core/test_conformance.py); it is not collected as part of this tree.
+collect_ignore = ["example_plugin"]
+
 
 @pytest.fixture
 def real_data() -> Path:

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse import get_task
 from fastai_sparse.learner import sparse_dataloaders
 from fastai_sparse.voxelize import Voxelizer
@@ -94,6 +95,7 @@ def test_mesh_folder_end_to_end(fixture_roots, tmp_path):
 
     # the plugin's `classify` command: classes come from the weights file
     from click.testing import CliRunner
+
     from fastai_sparse.cli import main
 
     weights = learn.save_weights(tmp_path / "folder.pth")
@@ -123,6 +125,7 @@ def test_mesh_folder_end_to_end(fixture_roots, tmp_path):
 @pytest.mark.slow
 def test_modelnet_weights_through_core_predict_cli(fixture_roots, tmp_path):
     from click.testing import CliRunner
+
     from fastai_sparse.cli import main
 
     task = get_task("modelnet10-cls")

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse import get_metric
 from fastai_sparse.metrics import confusion_matrix
 from fastai_sparse.targets import Classification, Regression

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from fastai_sparse import get_task, list_tasks
 from fastai_sparse.errors import FastaiSparseError
 from fastai_sparse_classification import MODELNET10_CLASSES, MODELNET40_CLASSES

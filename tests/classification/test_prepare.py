@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse_classification import ModelNet
 from fastai_sparse_classification.prepare import prepare_modelnet

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse_classification import (
     MODELNET10_CLASSES,

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from fastai_sparse import get_task
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.transforms import Compose
@@ -47,6 +48,7 @@ def test_vector_target_follows_the_training_augmentation():
 @pytest.mark.slow
 def test_regression_end_to_end(tmp_path):
     from fastai.callback.progress import ProgressCallback  # noqa: F401
+
     from fastai_sparse.learner import sparse_dataloaders
 
     task = get_task("synthetic-shapes-reg")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse import PointCloud, Segmentation, Voxelizer
 from fastai_sparse.batch import SamplePipeline, collate
 from fastai_sparse.errors import ShapeError

@@ -7,11 +7,13 @@ import json
 import click
 import pytest
 from click.testing import CliRunner
+
 from fastai_sparse import cli as cli_mod
 from fastai_sparse import plugins, registry
 from fastai_sparse.plugins import discover
 from fastai_sparse.registry import Registry
-from plugin_factory import make_plugin, tasks_plugin
+
+from .plugin_factory import make_plugin, tasks_plugin
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse.batch import SamplePipeline, SparseSample, collate, split_batch
 from fastai_sparse.errors import DataFormatError, ShapeError
 from fastai_sparse.geometry import PointCloud

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse.errors import DataFormatError, ShapeError
 from fastai_sparse.geometry import Boxes, Keypoints, PointCloud
 from fastai_sparse.targets import (

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fastai_sparse.errors import DataFormatError
-from fastai_sparse.geometry import PointCloud
-from fastai_sparse.voxelize import Voxelizer, gather_features, unvoxelize
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+from fastai_sparse.errors import DataFormatError
+from fastai_sparse.geometry import PointCloud
+from fastai_sparse.voxelize import Voxelizer, gather_features, unvoxelize
 
 
 def test_mean_features_equal_a_hand_count():

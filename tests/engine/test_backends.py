@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_sites
+
 from fastai_sparse.engine import (
     SparseConv3d,
     SparseInverseConv3d,
@@ -22,6 +22,8 @@ from fastai_sparse.engine.backends import (
     TorchBackend,
     resolve_backend,
 )
+
+from .conftest import random_sites
 
 HAS_SPCONV = SpconvBackend().available()
 HAS_SCN = ScnBackend().available()
@@ -141,3 +143,18 @@ def test_spconv_large_input_no_race():
     for _ in range(3):
         got = set_backend(conv, "spconv")(SparseTensor(coords, feats)).feats
         torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", OTHER)
+def test_unet_same_on_every_backend(name):
+    from fastai_sparse.models import UNet
+
+    coords = random_sites(2, (12, 10, 9), 0.3, 15)
+    feats = torch.randn(len(coords), 3)
+    torch.manual_seed(2)
+    net = UNet(3, m=4, levels=3, reps=1, residual=True).eval()
+    with torch.no_grad():
+        ref = net(SparseTensor(coords, feats)).feats
+        got = set_backend(net, name)(SparseTensor(coords, feats)).feats
+    set_backend(net, "torch")
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)

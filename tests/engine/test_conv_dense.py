@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import at_sites, dense_weight, dense_weight_t, random_sites, to_dense
+
 from fastai_sparse.engine import (
     SparseConv3d,
     SparseInverseConv3d,
     SparseTensor,
     SubMConv3d,
 )
+
+from .conftest import at_sites, dense_weight, dense_weight_t, random_sites, to_dense
 
 torch.set_default_dtype(torch.float32)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_sites
+
 from fastai_sparse.engine import (
     SparseBatchNorm,
     SparseConv3d,
@@ -17,6 +17,8 @@ from fastai_sparse.engine import (
 )
 from fastai_sparse.engine.functional import down_conv, inverse_conv, subm_conv
 from fastai_sparse.errors import FastaiSparseError, ShapeError
+
+from .conftest import random_sites
 
 
 def _small(seed=0, B=2, shape=(4, 3, 4), density=0.35):

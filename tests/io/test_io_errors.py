@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plyfile
 import pytest
+
 from fastai_sparse import io
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import Mesh, PointCloud

@@ -7,10 +7,11 @@ import struct
 import numpy as np
 import plyfile
 import pytest
-from fastai_sparse import io
-from fastai_sparse.geometry import Boxes, Keypoints, Mesh, PointCloud
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from fastai_sparse import io
+from fastai_sparse.geometry import Boxes, Keypoints, Mesh, PointCloud
 
 
 def _cloud(n=50, seed=0) -> PointCloud:

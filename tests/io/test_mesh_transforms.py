@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
-from fastai_sparse.errors import DataFormatError
-from fastai_sparse.geometry import Keypoints, Mesh, PointCloud
-from fastai_sparse.transforms import mesh as M
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
+
+from fastai_sparse.errors import DataFormatError
+from fastai_sparse.geometry import Keypoints, Mesh, PointCloud
+from fastai_sparse.transforms import mesh as M
 
 
 def _two_triangles() -> Mesh:

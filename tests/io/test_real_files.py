@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fastai_sparse import io
 from fastai_sparse.geometry import Mesh, PointCloud
 

@@ -17,9 +17,10 @@ from pathlib import Path
 warnings.simplefilter("ignore")
 
 import torch  # noqa: E402
+from learner_helpers import make_cloud, pipelines, seg_target, tiny_model  # noqa: E402
+
 from fastai_sparse.learner import sparse_dataloaders, sparse_learner  # noqa: E402
 from fastai_sparse.metrics import ConfusionMatrix, accuracy, miou  # noqa: E402
-from learner_helpers import make_cloud, pipelines, seg_target, tiny_model  # noqa: E402
 
 
 def main(out: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from fastai_sparse.batch import SamplePipeline
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import PointCloud

@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse.batch import SamplePipeline
 from fastai_sparse.learner import Prediction, sparse_dataloaders, sparse_learner
 from fastai_sparse.metrics import accuracy, mean_class_accuracy, miou
 from fastai_sparse.voxelize import Voxelizer
-from learner_helpers import make_cloud, pipelines, seg_target, tiny_model
+
+from .learner_helpers import make_cloud, pipelines, seg_target, tiny_model
 
 
 def seg_learner(tmp_path, n_train=6, real=False, **kw):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import Mesh
 from fastai_sparse.learner import (
@@ -19,7 +20,8 @@ from fastai_sparse.learner import (
     write_prediction,
 )
 from fastai_sparse.metrics import MeanIoU, accuracy, iou_per_class, miou
-from learner_helpers import CLASSES, make_cloud, pipelines, seg_target, tiny_model
+
+from .learner_helpers import CLASSES, make_cloud, pipelines, seg_target, tiny_model
 
 N_POINTS = 300
 

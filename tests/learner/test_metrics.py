@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse.errors import DataFormatError, ShapeError
 from fastai_sparse.metrics import (
     MAE,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from fastai_sparse.engine import SparseTensor
 from fastai_sparse.models import (
     VFE,

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse_scannet.fixtures import write_ply_mesh
 from fastai_sparse_scannet.prepare import prepare

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fastai_sparse.geometry import Boxes, PointCloud
 from fastai_sparse_scannet.boxes import align_points, instance_boxes
 from fastai_sparse_scannet.dataset import ScanNetScenes

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+
 from fastai_sparse_scannet.prepare import prepare, read_cache, scene_arrays
 from fastai_sparse_scannet.reader import read_label_table
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import plyfile
 import pytest
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse_scannet.constants import BENCHMARK_IDS, TSV_COLUMNS
 from fastai_sparse_scannet.reader import (

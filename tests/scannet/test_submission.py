@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse_scannet.constants import BENCHMARK_IDS
 from fastai_sparse_scannet.submission import class_to_nyu40, read_submission, write_submission
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @settings(max_examples=25, deadline=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plyfile
 import pytest
+
 from fastai_sparse_scannet.constants import BENCHMARK_COLORS, BENCHMARK_IDS, BENCHMARK_NAMES
 
 
@@ -54,6 +55,7 @@ def test_pipeline_on_fixture_scene(tasks, scannet_root):
 
 def test_cli_prepare(scannet_root, tmp_path):
     from click.testing import CliRunner
+
     from fastai_sparse.cli import main
 
     out = tmp_path / "cache"

@@ -16,6 +16,7 @@ pytest.importorskip("fastai")
 def test_end_to_end(tmp_path):
     warnings.simplefilter("ignore")
     from click.testing import CliRunner
+
     from fastai_sparse.cli import main
     from fastai_sparse.learner import load_learner
     from fastai_sparse.registry import get_task

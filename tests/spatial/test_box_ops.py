@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from fastai_sparse.box_ops import (
     average_precision,
     box_iou_3d,

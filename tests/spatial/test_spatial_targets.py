@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse import transforms as T
 from fastai_sparse.batch import collate
 from fastai_sparse.box_ops import box_iou_3d

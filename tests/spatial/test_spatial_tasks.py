@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse.geometry import Boxes, Keypoints
 from fastai_sparse.testing import check_task, registry_with
 
@@ -70,6 +71,7 @@ def test_tasks_are_registered(reg):
 )
 def test_weights_round_trip_and_predict_json(reg, tmp_path, name, n, kw):
     from click.testing import CliRunner
+
     from fastai_sparse import io
     from fastai_sparse.cli import main
 

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
+
 from fastai_sparse.builtin.synthetic import (
     SyntheticDetectionRooms,
     SyntheticKeypoints,
@@ -18,7 +20,6 @@ from fastai_sparse.builtin.synthetic import (
 )
 from fastai_sparse.errors import UnknownNameError
 from fastai_sparse.geometry import Boxes, Keypoints, PointCloud
-from scipy.spatial import cKDTree
 
 SMALL = {
     "rooms": lambda **kw: SyntheticRooms(points=3000, **kw),

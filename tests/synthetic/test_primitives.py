@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from fastai_sparse.builtin.synthetic_primitives import Part, rot_x, rot_z, sample_parts
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from fastai_sparse.builtin.synthetic_primitives import Part, rot_x, rot_z, sample_parts
 
 ANISO = rot_z(0.7) @ rot_x(0.4) @ np.diag([1.5, 0.6, 1.1])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.transforms import (

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import Boxes, Keypoints, PointCloud
 from fastai_sparse.transforms import (
@@ -25,9 +29,6 @@ from fastai_sparse.transforms import (
     random_rotation,
     sample_rng,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 SETTINGS = settings(max_examples=30, deadline=None)
 coords = arrays(np.float64, st.tuples(st.integers(2, 40), st.just(3)), elements=st.floats(-10, 10))

@@ -2,9 +2,11 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+
 from fastai_sparse.errors import ShapeError
 from fastai_sparse.viz import class_colors, feats_look_like_rgb, show_batch, split_batch, voxel_majority
-from viz_helpers import external_refs
+
+from .viz_helpers import external_refs
 
 
 def test_split_batch_by_offsets(batch3):

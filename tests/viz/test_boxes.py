@@ -1,6 +1,7 @@
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+
 from fastai_sparse.geometry import Boxes, Keypoints, PointCloud
 from fastai_sparse.viz import BOX_EDGES, box_edges, draw_boxes, draw_keypoints, plot_points, show_detection
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.viz import Report, class_colors, show_clouds
 

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+from matplotlib import colormaps
+
 from fastai_sparse.errors import DataFormatError, ShapeError
 from fastai_sparse.viz import IGNORED_COLOR, class_colors, feature_colors, label_colors
-from matplotlib import colormaps
 
 
 def _min_pairwise(c):

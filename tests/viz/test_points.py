@@ -1,10 +1,12 @@
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.viz import class_colors, plot_points, points_figure, show_clouds, subsample_indices
-from viz_helpers import external_refs
+
+from .viz_helpers import external_refs
 
 
 def _cloud(n, seed, with_labels=True, cid=None):

@@ -3,8 +3,10 @@ import re
 
 import numpy as np
 import pytest
+
 from fastai_sparse.viz import Report, plot_losses, points_figure, write_html
-from viz_helpers import external_refs
+
+from .viz_helpers import external_refs
 
 
 def test_report_contents_and_offline(tmp_path):

@@ -2,6 +2,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+
 from fastai_sparse.errors import ShapeError
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.viz import IGNORED_COLOR, class_colors, confidence_heatmap, error_map, show_results

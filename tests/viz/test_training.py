@@ -6,6 +6,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
+
 from fastai_sparse.errors import ShapeError
 from fastai_sparse.viz import kernel_array, kernel_slices, plot_losses, plot_lr_find, plot_recorder
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+
 from fastai_sparse import io
 from fastai_sparse.builtin.synthetic import SyntheticRooms
 from fastai_sparse.cli import main

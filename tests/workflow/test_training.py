@@ -6,10 +6,12 @@ import json
 
 import pytest
 import torch
-from conftest import SMALL_ROOMS
 from fastai.callback.core import Callback
+
 from fastai_sparse.errors import FastaiSparseError
 from fastai_sparse.training import train_task
+
+from .conftest import SMALL_ROOMS
 
 
 class Interrupt(Callback):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fastai_sparse.errors import DataFormatError, FastaiSparseError
 from fastai_sparse.geometry import Mesh, PointCloud
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from fastai_sparse.geometry import PointCloud
 
 __all__ = ["UP_AXIS_CLASSES", "UpAxisShapes", "angle_error_degrees"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.transforms import Transform
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import Boxes, PointCloud
 

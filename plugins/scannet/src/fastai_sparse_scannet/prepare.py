@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fastai_sparse.errors import DataFormatError, FastaiSparseError
 
 from .reader import (

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fastai_sparse.errors import DataFormatError
 
 from .constants import SPLIT_FILES, TSV_COLUMNS, TSV_NAME, nyu40_to_benchmark

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from fastai_sparse.errors import DataFormatError
 
 from .constants import BENCHMARK_IDS

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from fastai_sparse.geometry import PointCloud
 
 from .categories import CATEGORIES, Category, get_category

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
+
 from fastai_sparse.errors import DataFormatError, ShapeError
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.targets import Segmentation
-from torch import nn
 
 from .categories import NUM_PARTS, PART_NAMES, category_mask, get_category, part_to_category
 

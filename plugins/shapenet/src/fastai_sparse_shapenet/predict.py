@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import PointCloud
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import PointCloud
 

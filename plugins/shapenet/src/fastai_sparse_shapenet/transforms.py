@@ -8,6 +8,7 @@ scaled, slightly rotated about the up axis and jittered (:func:`train_transforms
 from __future__ import annotations
 
 import numpy as np
+
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.transforms import Jitter, RandomRotate, RandomScale, apply_affine
 from fastai_sparse.transforms.compose import Transform

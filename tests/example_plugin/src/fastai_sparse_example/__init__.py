@@ -1,6 +1,7 @@
 """An example fastai-sparse plugin: segment a blob from the ground plane under it."""
 
 import numpy as np
+
 from fastai_sparse import Factory, PointCloud, Segmentation, Task, Voxelizer, hookimpl
 
 CLASSES = ["ground", "blob"]
