@@ -109,12 +109,20 @@ def timeit(fn, repeat, warmup=1):
     return min(ts) * 1e3
 
 
-def peak_rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return _status_mb("VmHWM")
+
+
+def rss_mb() -> float:
+    return _status_mb("VmRSS")
 
 
 def reset_peak_rss() -> bool:
@@ -276,10 +284,11 @@ def run_room(name, coords, repeat, do_unet):
             opt.step()
 
         step()
-        base = peak_rss_mb()
         ok = reset_peak_rss()
+        base = rss_mb()
         row["unet_step_ms"] = timeit(step, max(1, repeat // 2), warmup=0)
-        row["unet_peak_rss_mb"] = peak_rss_mb() if ok else float("nan")
+        # peak resident memory of the training steps above what the process already held
+        row["unet_peak_rss_mb"] = peak_rss_mb() - base if ok else float("nan")
         row["rss_before_mb"] = base
     return row
 
@@ -334,7 +343,7 @@ def print_table(run: dict, repeat: int) -> None:
         if "unet_step_ms" in r:
             print(
                 f"{'UNet m16 5 levels train step':38s} {fmt(r['unet_step_ms'])}  "
-                f"peak RSS {r['unet_peak_rss_mb']:.0f} MB (before {r['rss_before_mb']:.0f} MB)"
+                f"peak RSS +{r['unet_peak_rss_mb']:.0f} MB over {r['rss_before_mb']:.0f} MB"
             )
 
 

@@ -235,15 +235,11 @@ def build_submanifold_map(index: CoordIndex, kernel_size: int) -> SubmanifoldMap
         return SubmanifoldMap(kernel_size, 0, torch.empty((vol, 0), dtype=idt, device=dev))
     deltas = [index.delta(o) for o in offs]
     if index.grid is not None:
-        # grid cells hold the row, or n when empty: one gather per offset, no fix-up pass
+        # grid cells hold the row, or n when empty: ONE gather of all offsets' keys, no
+        # fix-up pass (few large ops also keep multi-threaded runs robust on a busy CPU)
         kdt = torch.int32 if index.total < 2**31 else torch.int64
-        keys = index.keys.to(kdt)
-        q = torch.empty_like(keys)
-        nbr = torch.empty((vol, n), dtype=index.grid.dtype, device=dev)
-        for k, d in enumerate(deltas):
-            torch.add(keys, d, out=q)
-            torch.index_select(index.grid, 0, q, out=nbr[k])
-        nbr = nbr.to(idt)
+        q = index.keys.to(kdt)[None, :] + torch.tensor(deltas, dtype=kdt, device=dev)[:, None]
+        nbr = index.grid.index_select(0, q.view(-1)).view(vol, n).to(idt)
     else:
         nbr = torch.empty((vol, n), dtype=idt, device=dev)
         for k, d in enumerate(deltas):
