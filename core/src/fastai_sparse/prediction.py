@@ -68,7 +68,8 @@ class Predictor:
         """Load a weights file written by ``learn.save_weights`` (``torch.load(weights_only=True)``).
 
         Raises :class:`~fastai_sparse.learner.CheckpointError` when the file is missing or
-        corrupt, or was trained for another task or other classes.
+        corrupt, or was trained for another task or other classes. A task whose classes come from
+        its data and that offers ``with_classes(names)`` takes the class names stored in the file.
         """
         from .learner import CheckpointError, read_weights
 
@@ -78,6 +79,10 @@ class Predictor:
                 f"{path}: weights were trained for task {ckpt['task']!r}, not {task.name!r}"
             )
         names = task.class_names
+        if names is None and ckpt.get("class_names") is not None and hasattr(task, "with_classes"):
+            # a task whose classes come from its data (e.g. class folders): take the trained ones
+            task = task.with_classes(list(ckpt["class_names"]))
+            names = task.class_names
         if names is not None and ckpt.get("class_names") is not None and list(ckpt["class_names"]) != names:
             raise CheckpointError(
                 f"{path}: weights were trained for classes {ckpt['class_names']}, "
@@ -240,7 +245,7 @@ def predict_files(
     """
     predictor = Predictor.from_weights(task, model_path)
     out = Path(out) if out is not None else None
-    fmt = fmt or _default_format(task, out)
+    fmt = fmt or _default_format(predictor.task, out)
     several = len(inputs) > 1 or (out is not None and out.is_dir())
     for src in map(Path, inputs):
         cloud, original = _as_input(src, task.read_input)
@@ -251,4 +256,4 @@ def predict_files(
             dst = out / f"{src.name.split('.')[0]}.pred.{fmt}"
         else:
             dst = out
-        yield src, write_result(task, result, original, dst, fmt)
+        yield src, write_result(predictor.task, result, original, dst, fmt)

@@ -42,6 +42,16 @@ def _augment(rotate: bool, scale: tuple[float, float], tilt: float = 0.0) -> lis
     return tfms
 
 
+def read_shape(path, points: int = 2048):
+    """Prediction inputs: ``points`` surface samples of a mesh (or a point file's points), seeded so
+    a file always gives the same prediction."""
+    import numpy as np
+
+    from .readers import load_shape
+
+    return load_shape(path, points=points, rng=np.random.default_rng(0))
+
+
 def _fixture(layout: str, **kw: Any):
     def fixture(directory: str | Path) -> Path:
         from .fixtures import make_fixture
@@ -99,6 +109,7 @@ def modelnet_task(
         fixture=_fixture("modelnet-off", variant=variant),
         prepare=functools.partial(prepare_modelnet, variant=variant),
         defaults={"bs": 16, "epochs": 100, "lr": 1e-3, "tta": 4},
+        read_input=functools.partial(read_shape, points=points),
     )
 
 
@@ -196,6 +207,7 @@ def mesh_folder_task(
         needs_root=True,
         fixture=_fixture("mesh-folder"),
         defaults={"bs": 16, "epochs": 50, "lr": 1e-3, "tta": 4},
+        read_input=functools.partial(read_shape, points=points),
     )
 
 
