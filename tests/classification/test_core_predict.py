@@ -56,7 +56,7 @@ def test_mesh_folder_prediction_takes_classes_from_the_weights(tmp_path):
     assert res.exit_code == 0, res.output
     payload = json.loads((tmp_path / "out.json").read_text())
     assert payload["label"] in trained.class_names
-    assert [t["class"] for t in payload["top"]][0] == payload["label"]
+    assert payload["top"][0]["class"] == payload["label"]
 
 
 def test_meshes_are_sampled_on_their_surface_for_prediction(tmp_path):
