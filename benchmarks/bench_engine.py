@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -125,15 +126,6 @@ def rss_mb() -> float:
     return _status_mb("VmRSS")
 
 
-def reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def gemm_limit(nbr, feats, weight, grad, backward, prealloc):
     """Per-offset torch.mm on pre-gathered contiguous rows (kernel maps etc. for free)."""
     A, G, outs = [], [], []
@@ -212,6 +204,41 @@ def bench_spconv(coords, feats, weight, repeat):
     return res
 
 
+def unet_step_fn(coords):
+    """One UNet (m=16, 5 levels) SGD step on ``coords``, kernel maps included."""
+    torch.manual_seed(0)
+    net = UNet(3, m=16, levels=5)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    f3 = torch.randn(len(coords), 3)
+
+    def step():
+        opt.zero_grad()
+        y = net(SparseTensor(coords, f3, batch_size=1))  # fresh cache: maps included
+        y.feats.square().mean().backward()
+        opt.step()
+
+    return step
+
+
+def unet_peak_memory(name: str, threads: int) -> dict:
+    """Peak RSS of UNet training steps, measured in a fresh process (MB above its baseline)."""
+    cmd = [sys.executable, __file__, "--unet-peak", name, "--threads", str(threads)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+        return json.loads(res.stdout.strip().splitlines()[-1])
+    except Exception as e:
+        return {"unet_peak_error": repr(e)}
+
+
+def _unet_peak_child(name: str) -> None:
+    coords = rooms()[name]
+    step = unet_step_fn(coords)
+    base = rss_mb()
+    step()
+    step()
+    print(json.dumps({"unet_peak_rss_mb": peak_rss_mb() - base, "rss_before_mb": base}))
+
+
 # ----------------------------------------------------------------------------- main
 def run_room(name, coords, repeat, do_unet):
     torch.manual_seed(0)
@@ -273,23 +300,8 @@ def run_room(name, coords, repeat, do_unet):
             row["spconv"] = {"error": repr(e)}
 
     if do_unet:
-        net = UNet(3, m=16, levels=5)
-        opt = torch.optim.SGD(net.parameters(), lr=0.01)
-        f3 = torch.randn(M, 3)
-
-        def step():
-            opt.zero_grad()
-            y = net(SparseTensor(coords, f3, batch_size=1))  # fresh cache: maps included
-            y.feats.square().mean().backward()
-            opt.step()
-
-        step()
-        ok = reset_peak_rss()
-        base = rss_mb()
-        row["unet_step_ms"] = timeit(step, max(1, repeat // 2), warmup=0)
-        # peak resident memory of the training steps above what the process already held
-        row["unet_peak_rss_mb"] = peak_rss_mb() - base if ok else float("nan")
-        row["rss_before_mb"] = base
+        row["unet_step_ms"] = timeit(unet_step_fn(coords), max(1, repeat // 2))
+        row.update(unet_peak_memory(row["name"], torch.get_num_threads()))
     return row
 
 
@@ -341,9 +353,10 @@ def print_table(run: dict, repeat: int) -> None:
         if "error" in sp:
             print(f"spconv failed: {sp['error']}")
         if "unet_step_ms" in r:
+            peak = r.get("unet_peak_rss_mb", float("nan"))
             print(
                 f"{'UNet m16 5 levels train step':38s} {fmt(r['unet_step_ms'])}  "
-                f"peak RSS +{r['unet_peak_rss_mb']:.0f} MB over {r['rss_before_mb']:.0f} MB"
+                f"peak RSS +{peak:.0f} MB (fresh process, over {r.get('rss_before_mb', 0):.0f} MB)"
             )
 
 
@@ -352,7 +365,12 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer repeats, skip the UNet step")
     ap.add_argument("--threads", default="2", help="comma-separated torch thread counts")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "engine.json"))
+    ap.add_argument("--unet-peak", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.unet_peak:
+        torch.set_num_threads(int(args.threads.split(",")[0]))
+        _unet_peak_child(args.unet_peak)
+        return
     repeat = 3 if args.quick else 7
     results = {
         "machine": {
