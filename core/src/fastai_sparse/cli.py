@@ -124,10 +124,9 @@ def plugins(as_json: bool, requirements: bool, verbose: bool):
     rows = []
     for i in infos:
         counts = ", ".join(f"{len(v)} {k}s" for k, v in i.registered.items())
-        rows.append(
-            [i.name, i.version or "-", "ok" if i.ok else "BROKEN", ", ".join(i.hooks) or "-", counts or "-"]
-        )
-    click.echo(_table(rows, ["plugin", "version", "status", "hooks", "registered"]))
+        hooks = ", ".join(h.removeprefix("register_") for h in i.hooks) or "-"
+        rows.append([i.name, i.version or "-", "ok" if i.ok else "BROKEN", hooks, counts or "-"])
+    click.echo(_table(rows, ["plugin", "version", "status", "hooks (register_*)", "registered"]))
     broken = [i for i in infos if not i.ok]
     for i in broken:
         click.echo(f"\nplugin {i.name!r} ({i.module}) is broken: {i.error}")
