@@ -97,14 +97,7 @@ def test_weights_round_trip_and_predict_json(reg, tmp_path, name, n, kw):
     write_result(task, Prediction("sample", one, None, None, None), cloud, tmp_path / "direct.json", "json")
     direct = json.loads((tmp_path / "direct.json").read_text())
     assert ("keypoints" if name == "synthetic-keypoints" else "boxes") in direct
-    try:
-        res = CliRunner().invoke(
-            main, ["predict", name, "--model", str(path), str(src)], catch_exceptions=False
-        )
-    except ValueError as e:
-        if "one element tensors" in str(e):
-            pytest.xfail("core's make_prediction takes a per-sample output for class logits (lead to fix)")
-        raise
+    res = CliRunner().invoke(main, ["predict", name, "--model", str(path), str(src)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     payload = json.loads((tmp_path / "scene.pred.json").read_text())
     assert payload["task"] == name

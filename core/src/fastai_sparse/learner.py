@@ -420,8 +420,10 @@ class Prediction:
 
 
 def make_prediction(per: str, logits: torch.Tensor, class_names, cloud, classify: bool) -> Prediction:
+    """A :class:`Prediction` from model outputs: per point [N, K], per sample [K], or a
+    structured per-sample output (e.g. detections [C, D]) kept raw for its target type to decode."""
     logits = logits.float().cpu()
-    if not classify:
+    if not classify or (per == "sample" and logits.ndim != 1):
         return Prediction(per, logits.numpy(), None, None, None, class_names, cloud)
     probs = torch.softmax(logits, -1)
     conf, lab = probs.max(-1)
