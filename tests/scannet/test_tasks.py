@@ -14,7 +14,7 @@ def tasks():
     from fastai_sparse.testing import registry_with
 
     reg = registry_with("scannet")
-    return {n: reg.get("task", n) for n in ("scannet-seg", "scannet-seg-large")}
+    return {n: reg.get("task", n) for n in ("scannet-seg", "scannet-seg-large", "scannet-det")}
 
 
 def test_tasks_are_registered_with_benchmark_setup(tasks):
@@ -37,7 +37,10 @@ def test_tasks_are_registered_with_benchmark_setup(tasks):
     # validation: no noise, no elastic distortion, no colour shift
     names = {type(t).__name__ for t in seg.valid_transforms}
     assert not names & {"RandomAffineNoise", "ElasticDistortion", "ColorShift", "Jitter"}
-    assert "scannet-det" not in tasks  # waits for core's detection head
+    det = tasks["scannet-det"]
+    assert det.head == "det-center" and len(det.class_names) == 18
+    assert "garbagebin" in det.class_names and not {"wall", "floor"} & set(det.class_names)
+    assert {"map-0.25", "map-0.5"} <= set(det.metric_names)
 
 
 def test_pipeline_on_fixture_scene(tasks, scannet_root):
@@ -73,7 +76,7 @@ def test_check_plugin_conformance():
     from fastai_sparse.testing import check_plugin
 
     summary = check_plugin("scannet")
-    assert set(summary["tasks"]) == {"scannet-seg", "scannet-seg-large"}
+    assert set(summary["tasks"]) == {"scannet-seg", "scannet-seg-large", "scannet-det"}
     assert summary["tasks"]["scannet-seg"]["train"]["outputs"][1] == 20
 
 

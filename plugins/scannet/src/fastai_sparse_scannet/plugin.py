@@ -20,9 +20,8 @@ def register_datasets(register):
 
 @hookimpl
 def register_tasks(register):
-    from .tasks import scannet_tasks
+    from .tasks import detection_task, scannet_tasks
 
     for task in scannet_tasks():
         register(task)
-    # scannet-det (fastai_sparse_scannet.tasks.detection_task) is registered once core ships a
-    # detection head and a BoundingBoxes loss (core issue 10).
+    register(detection_task(head="det-center"))

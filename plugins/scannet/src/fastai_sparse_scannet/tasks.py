@@ -122,7 +122,7 @@ def scannet_tasks() -> list[Task]:
 def detection_task(head: str, scale: float = 20.0, model: str = "unet-m16") -> Task:
     """``scannet-det``: axis-aligned instance boxes of the 18 detection classes (target
     :class:`~fastai_sparse.targets.BoundingBoxes`) with the detection ``head`` named in the
-    registry. Not registered until core provides a detection head and loss."""
+    registry (the plugin registers it with core's ``det-center``)."""
     from fastai_sparse.targets import BoundingBoxes
     from fastai_sparse.transforms.features import NormalizeColor
     from fastai_sparse.transforms.points import FitToGrid, RandomFlip, RandomRotate, RandomScale
