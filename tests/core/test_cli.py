@@ -84,7 +84,7 @@ def test_plugins_add_subcommands_and_a_failing_one_is_isolated(use_plugins, monk
         make_plugin("greeter", register_commands=register_commands),
         make_plugin("badcli", register_commands=bad_commands),
     )
-    monkeypatch.setattr(cli_mod._Group, "_plugins_added", False)
+    monkeypatch.setattr(cli_mod.main, "_plugins_added", False)
     with pytest.warns(plugins.PluginLoadWarning, match="badcli"):
         help_text = run("--help").output
     assert "hello" in help_text and "half" not in help_text

@@ -82,3 +82,14 @@ def test_resume_errors(rooms_task, tmp_path):
     )
     with pytest.raises(FastaiSparseError, match=r"started with lr=0\.01"):
         train_task(rooms_task, out=tmp_path, resume=True, lr=0.1)
+
+
+def test_predicting_after_training_leaves_the_run_folder_alone(trained_rooms):
+    out = trained_rooms["out"]
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    from fastai_sparse.builtin.synthetic import SyntheticRooms
+
+    learn = trained_rooms["learner"]
+    learn.predict(SyntheticRooms(n=1, split="test", points=500)[0])
+    learn.get_preds()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

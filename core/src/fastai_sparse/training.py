@@ -173,17 +173,20 @@ def train_task(
     )
     learn = task.learner(dls, path=out)
     start = state.finished if resume else 0
-    learn.add_cbs([*_run_callbacks(state, start, append=resume), *(cbs or [])])
+    run_cbs = _run_callbacks(state, start, append=resume)
     if start:
         learn.create_opt()
         load_model(out / CHECKPOINT, learn.model, learn.opt, with_opt=True, device="cpu")
     t0 = time.time()
     if start < d["epochs"]:
-        if quiet:
-            with learn.no_bar(), learn.no_logging():
+        # the run's callbacks live only for this fit: fastai also fires epoch events in get_preds,
+        # which must not touch the run folder once training is over
+        with learn.added_cbs([*run_cbs, *(cbs or [])]):
+            if quiet:
+                with learn.no_bar(), learn.no_logging():
+                    learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
+            else:
                 learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
-        else:
-            learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
     weights = learn.save_weights(out / WEIGHTS)
     metrics = d["history"][-1] if d.get("history") else {}
     _write_json(
