@@ -311,3 +311,17 @@ def test_generation_speed_sanity(capsys):
             assert len(c) == ds.points
         with capsys.disabled():
             print(f"\n{type(ds).__name__}: {(time.perf_counter() - t) / 4 * 1e3:.1f} ms per item", end="")
+
+
+def test_no_hidden_surfaces_against_walls():
+    """A cabinet standing against a wall has no back face (a scanner cannot see it), so its points
+    do not merge with the wall's: few lie within 2 cm of a wall plane (only along its side edges)."""
+    ds = SyntheticRooms(n=12, split="train")
+    cabinet = list(ds.classes).index("cabinet")
+    near = total = 0
+    for room in ds:
+        lx, ly, _ = room.meta["room_size"]
+        xyz = room.xyz[room.attrs["labels"] == cabinet]
+        d = np.minimum.reduce([xyz[:, 0], lx - xyz[:, 0], xyz[:, 1], ly - xyz[:, 1]])
+        near, total = near + int((d < 0.02).sum()), total + len(xyz)
+    assert total > 1000 and near / total < 0.06

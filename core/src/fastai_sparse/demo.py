@@ -118,9 +118,9 @@ def run_demo(
     say("lr_find ...")
     sug = quietly(learn.lr_find, num_it=cfg["lr_find_iters"], show_plot=False)
     lrs, losses = [float(v) for v in learn.recorder.lrs], [float(v) for v in learn.recorder.losses]
-    lr = float(np.clip(getattr(sug, "valley", None) or task.defaults["lr"], 1e-3, 2e-2))
+    lr = cfg.get("lr") or float(np.clip(getattr(sug, "valley", None) or task.defaults["lr"], 1e-3, 2e-2))
     timings["lr_find"] = time.time() - t
-    say(f"lr_find suggests {lr:.2g}")
+    say(f"lr_find suggests {getattr(sug, 'valley', float('nan')):.2g}; training at {lr:.2g}")
     viz.plot_lr_find(lrs, losses, suggestion=lr, path=out / "lr_find.png")
 
     t = time.time()

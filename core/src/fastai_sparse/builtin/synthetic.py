@@ -14,6 +14,7 @@ random streams). :func:`make_scene` builds one sample of any kind.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -185,6 +186,11 @@ def _build_room(rng, *, size, size_jitter, wall_height, walls, objects, kinds, f
         half = np.maximum(np.abs(lb[0, :2]), np.abs(lb[1, :2]))
         rad = float(np.hypot(*half))
         against_wall = kind == "cabinet" and chosen and not free_yaw and rng.random() < 0.85
+        if against_wall:  # its back (-y face) touches the wall: a scanner never sees it
+            local = [
+                dataclasses.replace(q, params={**q.params, "faces": q.params["faces"].replace("y", "")})
+                for q in local
+            ]
         for _try in range(30):
             if against_wall:
                 s = int(rng.choice(chosen))
