@@ -30,7 +30,8 @@ DEMO: dict[str, Any] = {
     "n_train": 48,
     "n_valid": 8,
     "bs": 4,
-    "epochs": 8,
+    "epochs": 40,
+    "lr": 1e-2,  # tuned for this task; lr_find's suggestion is reported next to it
     "tta": 4,
     "lr_find_iters": 40,
 }
@@ -71,7 +72,7 @@ def run_demo(
     t_start = time.time()
     cfg = {**DEMO, **(settings or {})}
     if quick:
-        cfg.update(n_train=8, n_valid=2, bs=4, epochs=1, tta=2, lr_find_iters=10)
+        cfg.update(n_train=8, n_valid=2, bs=4, epochs=1, tta=2, lr_find_iters=10, lr=None)
     if epochs is not None:
         cfg["epochs"] = int(epochs)
     out = Path(out)
@@ -144,13 +145,17 @@ def run_demo(
         f"validation mIoU {miou:.3f} (TTA x{cfg['tta']}: {miou_tta:.3f}; chance {chance:.3f}), accuracy {acc:.3f}"
     )
 
-    # pictures of the first validation room
+    # pictures of one validation room
     t = time.time()
-    n0 = int(dls.valid.dataset.cloud(0).xyz.shape[0])
-    room = dls.valid.dataset.cloud(0)
-    p0, t0 = tta_preds[:n0].argmax(1).numpy(), targs[:n0].numpy()
+    # the validation room with the most classes in it
+    vds = dls.valid.dataset
+    counts = [len(vds.cloud(i)) for i in range(len(vds))]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    best = int(np.argmax([len(np.unique(targs[starts[i] : starts[i + 1]])) for i in range(len(vds))]))
+    room, rows = vds.cloud(best), slice(int(starts[best]), int(starts[best + 1]))
+    p0, t0 = tta_preds[rows].argmax(1).numpy(), targs[rows].numpy()
     fig = viz.show_results([room], [p0], [t0], class_names=task.class_names, path=out / "prediction.png")
-    conf = tta_preds[:n0].max(1).values.numpy()
+    conf = tta_preds[rows].max(1).values.numpy()
     viz.confidence_heatmap(room.xyz, conf, path=out / "confidence.png")
     viz.error_map(room.xyz, p0, t0, path=out / "errors.png")
     first = next(
@@ -185,7 +190,8 @@ def run_demo(
     report.add_text(
         f"Task {task.name}: {len(train_ds)} training rooms, {len(valid_ds)} validation rooms, "
         f"{k} classes. Model {task.model} + {task.head} ({n_params:,} parameters), trained "
-        f"{cfg['epochs']} epochs with one-cycle at lr {lr:.2g} on {torch.get_num_threads()} CPU threads "
+        f"{cfg['epochs']} epochs with one-cycle at lr {lr:.2g} (lr_find's valley: "
+        f"{getattr(sug, 'valley', float('nan')):.2g}) on {torch.get_num_threads()} CPU threads "
         f"in {timings['train']:.0f} s ({timings['total']:.0f} s end to end)."
     )
     report.add_table(
@@ -201,7 +207,9 @@ def run_demo(
         {n: {"IoU": float(a), "IoU (TTA)": float(b)} for n, a, b in zip(task.class_names, iou, iou_tta)},
         caption="IoU per class",
     )
-    report.add_figure(html_pred, caption="first validation room: ground truth | prediction (drag to rotate)")
+    report.add_figure(
+        html_pred, caption=f"validation room {best}: ground truth | prediction (drag to rotate)"
+    )
     for name, caption in [
         ("prediction", "ground truth | prediction"),
         ("confidence", "confidence (TTA)"),

@@ -35,7 +35,7 @@ def rooms_seg_task() -> Task:
         valid_transforms=[T.NormalizeColor()],
         voxelizer=Voxelizer(scale=20, features=("rgb",)),
         model="unet-m16",
-        defaults={"bs": 4, "epochs": 8, "lr": 1e-2, "tta": 4},
+        defaults={"bs": 4, "epochs": 40, "lr": 1e-2, "tta": 4},
     )
 
 
