@@ -269,6 +269,8 @@ class PointCloud:
 
     def check_finite(self) -> PointCloud:
         """Raise DataFormatError if any coordinate is NaN or infinite."""
+        if np.isfinite(self.xyz).all():  # the common case, several times faster than per row
+            return self
         bad = ~np.isfinite(self.xyz).all(1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
