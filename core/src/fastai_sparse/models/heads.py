@@ -8,7 +8,23 @@ from torch import nn
 from ..engine import SparseTensor, global_avg_pool, global_max_pool
 from ..errors import ShapeError
 
-__all__ = ["PoolHead", "SegmentationHead"]
+__all__ = ["PoolHead", "SegmentationHead", "head_mlp"]
+
+
+def head_mlp(
+    in_features: int, num_outputs: int, hidden: int | None = None, dropout: float = 0.0
+) -> nn.Sequential:
+    """The classifier of a head: optional hidden layer (Linear, BN, ReLU), optional dropout,
+    then a Linear to ``num_outputs``."""
+    layers: list[nn.Module] = []
+    c = in_features
+    if hidden:
+        layers += [nn.Linear(c, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()]
+        c = hidden
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(c, num_outputs))
+    return nn.Sequential(*layers)
 
 
 class SegmentationHead(nn.Module):
@@ -28,21 +44,12 @@ class SegmentationHead(nn.Module):
     ):
         super().__init__()
         self.in_channels, self.num_outputs = in_channels, num_outputs
-        layers: list[nn.Module] = []
-        c = in_channels
-        if hidden:
-            layers += [nn.Linear(c, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()]
-            c = hidden
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(c, num_outputs))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = head_mlp(in_channels, num_outputs, hidden, dropout)
 
     def forward(self, x: SparseTensor) -> torch.Tensor:
         if x.num_channels != self.in_channels:
             raise ShapeError(
-                f"SegmentationHead: expected {self.in_channels} input channels, got "
-                f"{x.num_channels}"
+                f"SegmentationHead: expected {self.in_channels} input channels, got {x.num_channels}"
             )
         return self.mlp(x.feats)
 
@@ -68,21 +75,11 @@ class PoolHead(nn.Module):
         if pool not in ("avg", "max", "avgmax"):
             raise ValueError(f"pool must be 'avg', 'max' or 'avgmax', got {pool!r}")
         self.in_channels, self.num_outputs, self.pool = in_channels, num_outputs, pool
-        c = in_channels * (2 if pool == "avgmax" else 1)
-        layers: list[nn.Module] = []
-        if hidden:
-            layers += [nn.Linear(c, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()]
-            c = hidden
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(c, num_outputs))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = head_mlp(in_channels * (2 if pool == "avgmax" else 1), num_outputs, hidden, dropout)
 
     def forward(self, x: SparseTensor) -> torch.Tensor:
         if x.num_channels != self.in_channels:
-            raise ShapeError(
-                f"PoolHead: expected {self.in_channels} input channels, got {x.num_channels}"
-            )
+            raise ShapeError(f"PoolHead: expected {self.in_channels} input channels, got {x.num_channels}")
         if self.pool == "avg":
             p = global_avg_pool(x)
         elif self.pool == "max":

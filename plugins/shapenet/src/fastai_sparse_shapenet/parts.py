@@ -24,6 +24,7 @@ from torch import nn
 
 from fastai_sparse.errors import DataFormatError, ShapeError
 from fastai_sparse.geometry import PointCloud
+from fastai_sparse.models import SegmentationHead
 from fastai_sparse.targets import Segmentation
 
 from .categories import NUM_PARTS, PART_NAMES, category_mask, get_category, part_to_category
@@ -172,7 +173,7 @@ class MaskedPartLoss(nn.Module):
         return f"MaskedPartLoss(ignore_index={self.ignore_index})"
 
 
-class MaskedPartHead(nn.Module):
+class MaskedPartHead(SegmentationHead):
     """Per-voxel part logits restricted to each sample's category.
 
     ``head(features, batch)``: features a SparseTensor [M, C] (coords int32 [M, 4], batch
@@ -182,7 +183,6 @@ class MaskedPartHead(nn.Module):
     unmasked; metrics, loss and prediction mask them anyway.
     """
 
-    per = "voxel"
     needs_batch = True
 
     def __init__(
@@ -192,28 +192,14 @@ class MaskedPartHead(nn.Module):
         hidden: int | None = None,
         dropout: float = 0.0,
     ):
-        super().__init__()
         if num_outputs != NUM_PARTS:
             raise ValueError(
                 f"MaskedPartHead predicts the {NUM_PARTS} ShapeNet parts, got num_outputs={num_outputs}"
             )
-        self.in_channels, self.num_outputs = in_channels, num_outputs
-        layers: list[nn.Module] = []
-        c = in_channels
-        if hidden:
-            layers += [nn.Linear(c, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()]
-            c = hidden
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(c, num_outputs))
-        self.mlp = nn.Sequential(*layers)
+        super().__init__(in_channels, num_outputs, hidden, dropout)
 
     def forward(self, features, batch: dict | None = None) -> torch.Tensor:
-        if features.num_channels != self.in_channels:
-            raise ShapeError(
-                f"MaskedPartHead: expected {self.in_channels} input channels, got {features.num_channels}"
-            )
-        logits = self.mlp(features.feats)
+        logits = super().forward(features)
         if batch is None:
             return logits
         mask = batch.get("part_mask") if hasattr(batch, "get") else None
