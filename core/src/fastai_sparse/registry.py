@@ -18,6 +18,7 @@ import fnmatch
 import importlib
 import re
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -181,7 +182,7 @@ class Registry:
                 reg._remove_plugin(info.name)
                 info.registered.clear()
                 info.error = plugins._format_error(exc)
-                info.error_detail = plugins.traceback.format_exc()
+                info.error_detail = traceback.format_exc()
         if warn:
             for info in reg.plugins:
                 if not info.ok:

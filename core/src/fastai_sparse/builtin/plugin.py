@@ -35,8 +35,9 @@ def register_models(register):
         Factory(
             "unet-m32-r2",
             f"{_MODELS}:UNet",
-            description="UNet m=32, two residual blocks per level (ScanNet large)",
+            description="UNet m=32, 7 levels, two residual blocks per level (ScanNet large recipe)",
             m=32,
+            levels=7,
             reps=2,
             residual=True,
         )
