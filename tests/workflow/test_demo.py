@@ -11,11 +11,13 @@ from fastai_sparse.cli import main
 
 
 @pytest.mark.slow
-def test_quick_demo_writes_the_report(tmp_path):
+def test_quick_demo_writes_the_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --out, as users type it
+    res = CliRunner().invoke(main, ["demo", "--quick", "--quiet", "--out", "report"], catch_exceptions=False)
     out = tmp_path / "report"
-    res = CliRunner().invoke(main, ["demo", "--quick", "--quiet", "--out", str(out)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert f"report: {out / 'index.html'}" in res.output
+    assert "report: report/index.html" in res.output
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []  # nothing nested, no empty folders
     for name in (
         "index.html",
         "metrics.json",

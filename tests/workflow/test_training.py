@@ -93,3 +93,12 @@ def test_predicting_after_training_leaves_the_run_folder_alone(trained_rooms):
     learn.predict(SyntheticRooms(n=1, split="test", points=500)[0])
     learn.get_preds()
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_relative_run_folder_holds_everything(rooms_task, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = train_task(rooms_task, out="runs/rooms", epochs=1, bs=2, quiet=True, dataset_kwargs=SMALL_ROOMS)
+    out = tmp_path / "runs" / "rooms"
+    assert res["weights"].resolve() == (out / "model.pth").resolve()
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pth", "history.csv", "metrics.json", "model.pth",
+                                                     "run.json"]

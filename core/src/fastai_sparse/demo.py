@@ -164,8 +164,12 @@ def run_demo(
     viz.kernel_slices(first.weight.detach(), path=out / "kernels.png")
     html_pred = viz.show_results([room], [p0], [t0], class_names=task.class_names, html=True)
 
-    weights = learn.save_weights(out / "model.pth")
-    learn.export(out / "export.pkl")
+    # names relative to learn.path (== out): fastai joins them to it
+    weights = learn.save_weights("model.pth")
+    learn.export("export.pkl")
+    models_dir = out / "models"  # lr_find's temporary checkpoint folder, left empty by fastai
+    if models_dir.is_dir() and not any(models_dir.iterdir()):
+        models_dir.rmdir()
     timings["report"] = time.time() - t
     timings["total"] = time.time() - t_start
     summary = {

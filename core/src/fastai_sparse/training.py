@@ -187,7 +187,7 @@ def train_task(
                     learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
             else:
                 learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
-    weights = learn.save_weights(out / WEIGHTS)
+    weights = learn.save_weights(WEIGHTS)  # relative to learn.path == out
     metrics = d["history"][-1] if d.get("history") else {}
     _write_json(
         out / METRICS,
