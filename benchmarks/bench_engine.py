@@ -179,9 +179,7 @@ def bench_spconv(coords, feats, weight, repeat):
         algo = spc.ConvAlgo.Native
 
         def build():
-            ops.get_indice_pairs(
-                idx, 1, shape, algo, [3, 3, 3], [1] * 3, [1] * 3, [1] * 3, [0] * 3, True
-            )
+            ops.get_indice_pairs(idx, 1, shape, algo, [3, 3, 3], [1] * 3, [1] * 3, [1] * 3, [0] * 3, True)
 
         res["map_subm_ms"] = timeit(build, repeat)
         if old != 1:
@@ -269,12 +267,8 @@ def run_room(name, coords, repeat, do_unet):
 
     for pre in (False, True):
         tag = "_prealloc" if pre else ""
-        row["gemm_fwd" + tag + "_ms"] = timeit(
-            gemm_limit(kmap.nbr, feats, w, grad, False, pre), repeat
-        )
-        row["gemm_fwdbwd" + tag + "_ms"] = timeit(
-            gemm_limit(kmap.nbr, feats, w, grad, True, pre), repeat
-        )
+        row["gemm_fwd" + tag + "_ms"] = timeit(gemm_limit(kmap.nbr, feats, w, grad, False, pre), repeat)
+        row["gemm_fwdbwd" + tag + "_ms"] = timeit(gemm_limit(kmap.nbr, feats, w, grad, True, pre), repeat)
 
     row["subm_fwd_ms"] = timeit(lambda: subm_conv(feats, w, kmap), repeat)
     fr = feats.clone().requires_grad_()
@@ -325,8 +319,7 @@ def print_table(run: dict, repeat: int) -> None:
     for r in run["rooms"]:
         sp = r.get("spconv", {})
         print(
-            f"\n== {r['name']} room: {r['voxels']} voxels, {r['neighbours_per_voxel']:.1f} "
-            f"neighbours/voxel"
+            f"\n== {r['name']} room: {r['voxels']} voxels, {r['neighbours_per_voxel']:.1f} neighbours/voxel"
         )
         print(f"{'figure':38s} {'ms':>8s} (vs GEMM limit)  vs [prealloc]")
         for key, label in (("fwd", "fwd"), ("fwdbwd", "fwd+bwd")):
@@ -336,10 +329,7 @@ def print_table(run: dict, repeat: int) -> None:
             v, g, gp = r[f"subm_{key}_ms"], r[f"gemm_{key}_ms"], r[f"gemm_{key}_prealloc_ms"]
             print(f"{'subm 3^3 32->32 ' + label:38s} {fmt(v, g)}   {v / gp:4.2f}x")
         print(f"{'strided 2^3 32->64 fwd':38s} {fmt(r['down_fwd_ms'], r['gemm_down_fwd_ms'])}")
-        print(
-            f"{'strided 2^3 32->64 fwd+bwd':38s} "
-            f"{fmt(r['down_fwdbwd_ms'], r['gemm_down_fwdbwd_ms'])}"
-        )
+        print(f"{'strided 2^3 32->64 fwd+bwd':38s} {fmt(r['down_fwdbwd_ms'], r['gemm_down_fwdbwd_ms'])}")
         spm = sp.get("map_subm_best_ms")
         print(f"{'kernel map subm 3^3 (vs spconv)':38s} {fmt(r['map_subm_ms'], spm)}")
         print(f"{'kernel map down 2^3 s2':38s} {fmt(r['map_down_ms'])}")

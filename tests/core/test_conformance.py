@@ -19,11 +19,29 @@ from .plugin_factory import make_plugin
 
 
 def test_example_plugin_test_file_passes_as_its_author_runs_it(example_plugin_dir, tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(example_plugin_dir), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(example_plugin_dir), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::FutureWarning",
-         str(EXAMPLE_PLUGIN / "test_example_plugin.py"), "--rootdir", str(tmp_path)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "ignore::FutureWarning",
+            str(EXAMPLE_PLUGIN / "test_example_plugin.py"),
+            "--rootdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
@@ -50,8 +68,13 @@ def blobs(split="train", root=None, n=2, bad=None):
 
 def task_plugin(name, **task_kw):
     def register_tasks(register):
-        kw = dict(name="bad-task", dataset=Factory("x", blobs), target=Segmentation(["low", "high"]),
-                  voxelizer=Voxelizer(scale=10, features=("ones",)), model="unet-small")
+        kw = dict(
+            name="bad-task",
+            dataset=Factory("x", blobs),
+            target=Segmentation(["low", "high"]),
+            voxelizer=Voxelizer(scale=10, features=("ones",)),
+            model="unet-small",
+        )
         kw.update(task_kw)
         register(Task(**kw))
 
@@ -63,13 +86,25 @@ def task_plugin(name, **task_kw):
     [
         (make_plugin("nothing"), "registered nothing"),
         (make_plugin("typo", register_task=lambda register: None), "did you mean 'register_tasks'"),
-        (make_plugin("lazy", register_models=lambda register: register(Factory("lazy-net", "no_such_pkg.mod:Net"))),
-         "model 'lazy-net': its factory 'no_such_pkg.mod:Net' cannot be imported"),
+        (
+            make_plugin(
+                "lazy", register_models=lambda register: register(Factory("lazy-net", "no_such_pkg.mod:Net"))
+            ),
+            "model 'lazy-net': its factory 'no_such_pkg.mod:Net' cannot be imported",
+        ),
         (task_plugin("empty", dataset=Factory("x", blobs, bad="empty")), "the train dataset is empty"),
-        (task_plugin("labels", dataset=Factory("x", blobs, bad="labels")),
-         "train item 0 does not pass its pipeline (DataFormatError: blob-train.ply"),
-        (task_plugin("feats", voxelizer=Voxelizer(scale=10, features=("rgb",))), "does not pass its pipeline"),
-        (task_plugin("model", model="no-such-model"), "building model 'no-such-model' + head 'seg-linear' failed"),
+        (
+            task_plugin("labels", dataset=Factory("x", blobs, bad="labels")),
+            "train item 0 does not pass its pipeline (DataFormatError: blob-train.ply",
+        ),
+        (
+            task_plugin("feats", voxelizer=Voxelizer(scale=10, features=("rgb",))),
+            "does not pass its pipeline",
+        ),
+        (
+            task_plugin("model", model="no-such-model"),
+            "building model 'no-such-model' + head 'seg-linear' failed",
+        ),
         (task_plugin("head", head="cls-pool"), "model output must be [400, 2] (one row per point"),
         (task_plugin("root", needs_root=True), "needs a data root but defines no `fixture`"),
         (task_plugin("metric", metrics=["miou", "no-such-metric"]), "building its metrics failed"),

@@ -30,7 +30,10 @@ def external(reg, kind="task"):
 def test_tasks_are_found_and_listed_with_wildcards():
     reg = registry(tasks_plugin("alpha", "alpha-seg", "alpha-cls", "beta-seg"))
     assert reg.list("task", "alpha-*") == ["alpha-cls", "alpha-seg"]
-    assert [n for n in reg.list("task", "*-seg") if reg.owner("task", n) == "alpha"] == ["alpha-seg", "beta-seg"]
+    assert [n for n in reg.list("task", "*-seg") if reg.owner("task", n) == "alpha"] == [
+        "alpha-seg",
+        "beta-seg",
+    ]
     assert reg.get("task", "beta-seg").name == "beta-seg"
     assert reg.owner("task", "beta-seg") == "alpha"
     assert info(reg, "alpha").registered == {"task": ["alpha-seg", "alpha-cls", "beta-seg"]}
@@ -208,4 +211,11 @@ def test_every_kind_registers_through_its_hook():
     assert reg.get("backend", "fake-backend").available()
     assert reg.get("target-type", "fake-target") is FakeTarget
     assert reg.get("dataset", "fake-data")() == []
-    assert set(info(reg, "kinds").registered) == {"model", "head", "metric", "backend", "target-type", "dataset"}
+    assert set(info(reg, "kinds").registered) == {
+        "model",
+        "head",
+        "metric",
+        "backend",
+        "target-type",
+        "dataset",
+    }

@@ -35,9 +35,7 @@ def test_subm_matches_dense(shape, density, k, seed):
     torch.nn.init.normal_(conv.bias)
     y = conv(SparseTensor(coords, feats))
     assert y.coords is not None and torch.equal(y.coords, coords)
-    ref = F.conv3d(
-        to_dense(coords, feats, B, shape), dense_weight(conv.weight, k), conv.bias, padding=k // 2
-    )
+    ref = F.conv3d(to_dense(coords, feats, B, shape), dense_weight(conv.weight, k), conv.bias, padding=k // 2)
     torch.testing.assert_close(y.feats, at_sites(ref, coords))
 
 

@@ -77,9 +77,7 @@ def test_resnet_pool_model_with_empty_sample():
 
 def test_segmentation_model_per_point_with_vfe():
     b = _batch()
-    model = SparseModel(
-        UNet(16, m=8, levels=3), SegmentationHead(8, 7), input_stage=VFE(3, (8,), 16)
-    )
+    model = SparseModel(UNet(16, m=8, levels=3), SegmentationHead(8, 7), input_stage=VFE(3, (8,), 16))
     out = model(b)
     assert out.shape == (len(b["inverse"]), 7)
     out.logsumexp(1).mean().backward()

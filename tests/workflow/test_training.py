@@ -100,5 +100,10 @@ def test_a_relative_run_folder_holds_everything(rooms_task, tmp_path, monkeypatc
     res = train_task(rooms_task, out="runs/rooms", epochs=1, bs=2, quiet=True, dataset_kwargs=SMALL_ROOMS)
     out = tmp_path / "runs" / "rooms"
     assert res["weights"].resolve() == (out / "model.pth").resolve()
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pth", "history.csv", "metrics.json", "model.pth",
-                                                     "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pth",
+        "history.csv",
+        "metrics.json",
+        "model.pth",
+        "run.json",
+    ]

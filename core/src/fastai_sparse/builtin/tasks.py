@@ -73,8 +73,10 @@ def parts_seg_task() -> Task:
         description="segment parts of synthetic objects (airplane, chair, lamp, mug, table) with normals",
         dataset="synthetic-parts",
         target=Segmentation(parts.part_names),
-        train_transforms=[T.RandomRotate("z", (-math.pi / 12, math.pi / 12)),
-                          T.RandomScale((0.8, 1.2), anisotropic=True)],
+        train_transforms=[
+            T.RandomRotate("z", (-math.pi / 12, math.pi / 12)),
+            T.RandomScale((0.8, 1.2), anisotropic=True),
+        ],
         voxelizer=Voxelizer(scale=24, features=("normals",)),
         model="unet-small",
         defaults={"bs": 16, "epochs": 10, "lr": 3e-3, "tta": 3},

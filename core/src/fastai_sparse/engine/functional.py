@@ -289,9 +289,7 @@ class _InverseConv(torch.autograd.Function):
 
 def _check_weight(x: torch.Tensor, weight: torch.Tensor, vol: int) -> None:
     if weight.dim() != 3 or weight.shape[0] != vol or weight.shape[1] != x.shape[1]:
-        raise ShapeError(
-            f"weight {list(weight.shape)} does not fit [K**3={vol}, C_in={x.shape[1]}, C_out]"
-        )
+        raise ShapeError(f"weight {list(weight.shape)} does not fit [K**3={vol}, C_in={x.shape[1]}, C_out]")
 
 
 def subm_conv(x: torch.Tensor, weight: torch.Tensor, kmap: SubmanifoldMap) -> torch.Tensor:
@@ -312,9 +310,7 @@ def inverse_conv(x: torch.Tensor, weight: torch.Tensor, kmap: DownMap) -> torch.
     return _InverseConv.apply(x.contiguous(), weight.contiguous(), kmap)
 
 
-def global_avg_pool_feats(
-    feats: torch.Tensor, batch: torch.Tensor, batch_size: int
-) -> torch.Tensor:
+def global_avg_pool_feats(feats: torch.Tensor, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Mean of ``feats`` [M, C] per sample (``batch`` int [M]) -> [B, C]; 0 for empty samples."""
     b = batch.long()
     s = feats.new_zeros((batch_size, feats.shape[1])).index_add_(0, b, feats)
@@ -322,9 +318,7 @@ def global_avg_pool_feats(
     return s / n[:, None]
 
 
-def global_max_pool_feats(
-    feats: torch.Tensor, batch: torch.Tensor, batch_size: int
-) -> torch.Tensor:
+def global_max_pool_feats(feats: torch.Tensor, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Max of ``feats`` [M, C] per sample -> [B, C]; 0 for empty samples."""
     b = batch.long()[:, None].expand_as(feats)
     out = feats.new_zeros((batch_size, feats.shape[1]))

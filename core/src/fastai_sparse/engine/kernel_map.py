@@ -86,10 +86,7 @@ class CoordIndex:
         self.grid: torch.Tensor | None = None
         self.sorted_keys: torch.Tensor | None = None
         self.sorted_rows: torch.Tensor | None = None
-        if (
-            total <= max(_GRID_MIN_CELLS, _GRID_CELLS_PER_SITE * self.n)
-            and total <= _GRID_MAX_CELLS
-        ):
+        if total <= max(_GRID_MIN_CELLS, _GRID_CELLS_PER_SITE * self.n) and total <= _GRID_MAX_CELLS:
             # dense grid of rows; an empty cell holds n (the zero padding row of the convs)
             idt = torch.int32 if self.n < 2**31 - 1 else torch.int64
             grid = torch.full((total,), self.n, dtype=idt, device=self.device)
@@ -301,9 +298,7 @@ def build_down_map(
             ok = ((rel % stride) == 0).all(dim=1) & (rel >= 0).all(dim=1)
             qk = rel[ok] // stride
             b = c[ok, 0]
-            cand_keys.append(
-                b * strides[0] + qk[:, 0] * strides[1] + qk[:, 1] * strides[2] + qk[:, 2]
-            )
+            cand_keys.append(b * strides[0] + qk[:, 0] * strides[1] + qk[:, 1] * strides[2] + qk[:, 2])
             cand_in.append(rows_all[ok])
             cand_k.append(torch.full_like(cand_in[-1], k))
         keys, in_idx, kk = torch.cat(cand_keys), torch.cat(cand_in), torch.cat(cand_k)

@@ -47,8 +47,7 @@ class _SparseConvBase(nn.Module):
         super().__init__()
         if in_channels < 1 or out_channels < 1:
             raise ShapeError(
-                f"{type(self).__name__}: channel counts must be >= 1, got "
-                f"{in_channels} -> {out_channels}"
+                f"{type(self).__name__}: channel counts must be >= 1, got {in_channels} -> {out_channels}"
             )
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
@@ -79,8 +78,7 @@ class _SparseConvBase(nn.Module):
             raise TypeError(f"{type(self).__name__} takes a SparseTensor, got {type(x).__name__}")
         if x.num_channels != self.in_channels:
             raise ShapeError(
-                f"{type(self).__name__}: expected {self.in_channels} input channels, got "
-                f"{x.num_channels}"
+                f"{type(self).__name__}: expected {self.in_channels} input channels, got {x.num_channels}"
             )
 
     def _finish(self, y: SparseTensor) -> SparseTensor:
@@ -162,9 +160,7 @@ class SparseInverseConv3d(_SparseConvBase):
 
     def forward(self, x: SparseTensor) -> SparseTensor:
         self._check(x)
-        return self._finish(
-            self.backend.inverse_conv(x, self.weight, self.kernel_size, self.stride)
-        )
+        return self._finish(self.backend.inverse_conv(x, self.weight, self.kernel_size, self.stride))
 
 
 class SparseBatchNorm(nn.BatchNorm1d):
@@ -219,8 +215,7 @@ class SparseLinear(nn.Module):
     def forward(self, x: SparseTensor) -> SparseTensor:
         if x.num_channels != self.linear.in_features:
             raise ShapeError(
-                f"SparseLinear: expected {self.linear.in_features} input channels, got "
-                f"{x.num_channels}"
+                f"SparseLinear: expected {self.linear.in_features} input channels, got {x.num_channels}"
             )
         return x.replace(self.linear(x.feats))
 
@@ -237,8 +232,7 @@ def sparse_cat(*tensors: SparseTensor) -> SparseTensor:
             b.coords.shape != a.coords.shape or not torch.equal(b.coords, a.coords)
         ):
             raise ShapeError(
-                f"sparse_cat: tensors must have identical coords; got {a.num_sites} and "
-                f"{b.num_sites} sites"
+                f"sparse_cat: tensors must have identical coords; got {a.num_sites} and {b.num_sites} sites"
             )
     return a.replace(torch.cat([t.feats for t in tensors], dim=1))
 

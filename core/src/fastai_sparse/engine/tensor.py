@@ -107,8 +107,7 @@ class KernelMapCache:
 def _check_coords(coords: torch.Tensor, feats: torch.Tensor, stride: int) -> None:
     if not isinstance(coords, torch.Tensor) or not isinstance(feats, torch.Tensor):
         raise DataFormatError(
-            f"coords and feats must be torch tensors, got {type(coords).__name__} and "
-            f"{type(feats).__name__}"
+            f"coords and feats must be torch tensors, got {type(coords).__name__} and {type(feats).__name__}"
         )
     if coords.dtype.is_floating_point or coords.dtype.is_complex or coords.dtype == torch.bool:
         raise DataFormatError(
@@ -116,9 +115,7 @@ def _check_coords(coords: torch.Tensor, feats: torch.Tensor, stride: int) -> Non
             field="coords",
         )
     if coords.dim() != 2 or coords.shape[1] != 4:
-        raise ShapeError(
-            f"coords must have shape [M, 4] (batch, x, y, z), got {list(coords.shape)}"
-        )
+        raise ShapeError(f"coords must have shape [M, 4] (batch, x, y, z), got {list(coords.shape)}")
     if feats.dim() != 2:
         raise ShapeError(f"feats must have shape [M, C], got {list(feats.shape)}")
     if feats.shape[0] != coords.shape[0]:
@@ -244,12 +241,9 @@ class SparseTensor:
         """Same coords, stride and cache with new features ``feats`` [M, C']."""
         if feats.dim() != 2 or feats.shape[0] != self.coords.shape[0]:
             raise ShapeError(
-                f"replace(feats=...) needs [{self.coords.shape[0]}, C] features, got "
-                f"{list(feats.shape)}"
+                f"replace(feats=...) needs [{self.coords.shape[0]}, C] features, got {list(feats.shape)}"
             )
-        return SparseTensor(
-            self.coords, feats, self.stride, self.cache, self._batch_size, validate=False
-        )
+        return SparseTensor(self.coords, feats, self.stride, self.cache, self._batch_size, validate=False)
 
     def derive(self, coords: torch.Tensor, feats: torch.Tensor, stride: int) -> SparseTensor:
         """A tensor at another level of the same cache (used by strided convolutions)."""
@@ -260,9 +254,7 @@ class SparseTensor:
         feats = self.feats.to(*args, **kwargs)
         if feats.device == self.coords.device:
             return self.replace(feats)
-        return SparseTensor(
-            self.coords.to(feats.device), feats, self.stride, None, self._batch_size
-        )
+        return SparseTensor(self.coords.to(feats.device), feats, self.stride, None, self._batch_size)
 
     def dense(self, shape: tuple[int, int, int] | None = None) -> torch.Tensor:
         """Dense [B, C, X, Y, Z] grid in per-level units (for tests and small inputs)."""

@@ -61,18 +61,13 @@ class VFE(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.last = _PointLayer(c, out_channels)
 
-    def forward(
-        self, point_feats: torch.Tensor, inverse: torch.Tensor, num_voxels: int
-    ) -> torch.Tensor:
+    def forward(self, point_feats: torch.Tensor, inverse: torch.Tensor, num_voxels: int) -> torch.Tensor:
         if point_feats.dim() != 2 or point_feats.shape[1] != self.in_channels:
             raise ShapeError(
-                f"VFE: expected point features [N, {self.in_channels}], got "
-                f"{list(point_feats.shape)}"
+                f"VFE: expected point features [N, {self.in_channels}], got {list(point_feats.shape)}"
             )
         if inverse.shape[0] != point_feats.shape[0]:
-            raise ShapeError(
-                f"VFE: {point_feats.shape[0]} points but inverse has {inverse.shape[0]} entries"
-            )
+            raise ShapeError(f"VFE: {point_feats.shape[0]} points but inverse has {inverse.shape[0]} entries")
         inv = inverse.long()
         x = point_feats
         for layer in self.layers:

@@ -67,11 +67,7 @@ class SparseModel(nn.Module):
         feats = self.backbone(self.sparse_input(batch))
         # a head that needs per-sample inputs (e.g. an object category to mask logits with)
         # declares ``needs_batch = True`` and receives the whole batch dict
-        y = (
-            self.head(feats, batch)
-            if getattr(self.head, "needs_batch", False)
-            else self.head(feats)
-        )
+        y = self.head(feats, batch) if getattr(self.head, "needs_batch", False) else self.head(feats)
         if self.per == "voxel":
             return y[_field(batch, "inverse").long()]
         return y

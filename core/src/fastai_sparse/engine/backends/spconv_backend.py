@@ -236,9 +236,7 @@ class SpconvBackend(Backend):
         algo = self._algo(x)
         mod = self._modules(
             ("down", cin, cout, kernel_size, stride, str(algo)),
-            lambda: spc.SparseConv3d(
-                cin, cout, kernel_size, stride, bias=False, indice_key="_", algo=algo
-            ),
+            lambda: spc.SparseConv3d(cin, cout, kernel_size, stride, bias=False, indice_key="_", algo=algo),
         )
         out_stride = x.stride * stride
         state = {}
@@ -295,16 +293,12 @@ class SpconvBackend(Backend):
         algo = self._algo(x)
         mod = self._modules(
             ("up", cin, cout, kernel_size, str(algo)),
-            lambda: spc.SparseInverseConv3d(
-                cin, cout, kernel_size, indice_key="_", bias=False, algo=algo
-            ),
+            lambda: spc.SparseInverseConv3d(cin, cout, kernel_size, indice_key="_", bias=False, algo=algo),
         )
         indices, shape = sp
 
         def fn(f, w):
-            t = spc.SparseConvTensor(
-                f.index_select(0, perm), indices, shape, x.batch_size, indice_dict=idict
-            )
+            t = spc.SparseConvTensor(f.index_select(0, perm), indices, shape, x.batch_size, indice_dict=idict)
             mod.indice_key = key
             out = torch.func.functional_call(mod, {"weight": _spconv_weight(w, kernel_size)}, (t,))
             return out.features

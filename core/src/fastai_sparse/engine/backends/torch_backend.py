@@ -19,9 +19,7 @@ __all__ = ["TorchBackend", "find_down_map"]
 def find_down_map(x: SparseTensor, kernel_size: int, stride: int):
     """The down map whose output is ``x`` (for an inverse convolution); ShapeError if none."""
     if x.stride % stride:
-        raise ShapeError(
-            f"inverse convolution with stride {stride} on a tensor of stride {x.stride}"
-        )
+        raise ShapeError(f"inverse convolution with stride {stride} on a tensor of stride {x.stride}")
     fine = x.stride // stride
     kmap = x.cache.get(("down", fine, kernel_size, stride))
     if kmap is None:
