@@ -14,6 +14,20 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "BackendUnavailableError"]
 
 
+def importable(module: str) -> bool:
+    """Whether ``module`` is installed and imports without error (an optional backend's test)."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        return False
+    try:
+        importlib.import_module(module)
+    except Exception:
+        return False
+    return True
+
+
 class BackendUnavailableError(FastaiSparseError, RuntimeError):
     """A backend was asked for but its package cannot be imported or does not work here."""
 

@@ -19,12 +19,11 @@ SparseConvNet's offset order differs from the engine's, that test is where it sh
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
 
 import torch
 
-from .base import Backend
+from .base import Backend, importable
 
 if TYPE_CHECKING:
     from ..tensor import SparseTensor
@@ -38,13 +37,7 @@ class ScnBackend(Backend):
     name = "scn"
 
     def available(self) -> bool:
-        if importlib.util.find_spec("sparseconvnet") is None:
-            return False
-        try:
-            import sparseconvnet  # noqa: F401
-        except Exception:
-            return False
-        return True
+        return importable("sparseconvnet")
 
     def why_unavailable(self) -> str:
         return (

@@ -28,14 +28,13 @@ CUDA).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import threading
 from typing import TYPE_CHECKING
 
 import torch
 
 from ...errors import ShapeError
-from .base import Backend
+from .base import Backend, importable
 
 if TYPE_CHECKING:
     from ..tensor import SparseTensor
@@ -124,13 +123,7 @@ class SpconvBackend(Backend):
     name = "spconv"
 
     def available(self) -> bool:
-        if importlib.util.find_spec("spconv") is None:
-            return False
-        try:
-            import spconv.pytorch  # noqa: F401
-        except Exception:
-            return False
-        return True
+        return importable("spconv.pytorch")
 
     def why_unavailable(self) -> str:
         return (
