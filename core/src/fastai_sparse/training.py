@@ -174,6 +174,12 @@ def train_task(
     learn = task.learner(dls, path=out)
     start = state.finished if resume else 0
     run_cbs = _run_callbacks(state, start, append=resume)
+    if quiet:  # the CSV logger re-enables fastai's logger, so tables must be told directly
+        from .metrics import PerClassTableCallback
+
+        for cb in learn.cbs:
+            if isinstance(cb, PerClassTableCallback):
+                cb.quiet = True
     if start:
         learn.create_opt()
         load_model(out / CHECKPOINT, learn.model, learn.opt, with_opt=True, device="cpu")
