@@ -86,3 +86,11 @@ def test_feature_transform_errors_name_the_file_and_attribute():
         AddNormals(estimate=False)(c)
     with pytest.raises(DataFormatError, match="at least 3"):
         AddNormals()(c)
+
+
+def test_lazy_mesh_names_match_the_mesh_module():
+    """transforms/__init__ lists the mesh names to import them lazily; the list must not drift."""
+    from fastai_sparse import transforms
+    from fastai_sparse.transforms import mesh
+
+    assert sorted(transforms._MESH_NAMES) == sorted(mesh.__all__)
