@@ -25,4 +25,9 @@ def test_cli_train_then_resume(tmp_path, monkeypatch):
     assert again.exit_code == 0, again.output
     assert json.loads(again.output) == metrics
     clash = CliRunner().invoke(main, [*args[:2], "--epochs", "3", "--resume"])
-    assert clash.exit_code != 0 and "started with epochs=1" in str(clash.exception)
+    assert (
+        clash.exit_code == 1
+        and clash.stderr.startswith("Error: ")
+        and "started with epochs=1" in clash.stderr
+    )
+    assert "Traceback" not in clash.output

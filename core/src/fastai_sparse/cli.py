@@ -3,12 +3,25 @@
 Only click and the plugin machinery are imported at start-up, so ``--help`` is fast; torch
 and fastai load inside the commands that need them. Plugins add subcommands through the
 ``register_commands`` hook.
+
+Errors: the group runs every subcommand, the plugins' included, inside one handler
+(:meth:`_Group.invoke`). An error raised on purpose (the :class:`~fastai_sparse.errors.FastaiSparseError`
+family) or a file-system error (missing, unreadable or unwritable path, full disk, ...) ends the
+command with one line, ``Error: <file or name>: <what is wrong>; <what to do>``, on stderr and
+exit code 1. ``--traceback`` (anywhere on the command line) or ``FASTAI_SPARSE_DEBUG=1`` lets the
+exception through with its whole stack. Any other exception is a bug: its traceback is printed,
+then one line saying where to report it. Ctrl-C (or SIGTERM) ends the command with a short
+message and exit code 130 (143); the writers are atomic, so nothing is left half-written.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -16,6 +29,9 @@ import click
 from . import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+ENV_DEBUG = "FASTAI_SPARSE_DEBUG"
+#: Where bugs in core are reported when the installed metadata names no ``Issues`` URL.
+BUG_REPORT_URL = "https://github.com/fastai-sparse/fastai-sparse/issues"
 
 
 def _registry():
@@ -36,8 +52,101 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 epoch"``, ``"2 epochs"`` (``many`` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+# -- errors ----------------------------------------------------------------------------------
+_OS_HINTS = {
+    errno.ENOENT: "check the path",
+    errno.EACCES: "check the permissions of the file and its folder",
+    errno.EPERM: "check the permissions of the file and its folder",
+    errno.EISDIR: "pass a file, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EEXIST: "choose another name",
+    errno.ENOSPC: "free some space or write somewhere else",
+    errno.EDQUOT: "free some space or write somewhere else",
+    errno.EROFS: "write somewhere else",
+    errno.ENAMETOOLONG: "use a shorter name",
+}
+
+
+class CommandError(click.ClickException):
+    """An error reported as one line (``Error: ...``) with exit code 1."""
+
+    exit_code = 1
+
+
+def _debug_enabled() -> bool:
+    return os.environ.get(ENV_DEBUG, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def error_line(exc: BaseException) -> str:
+    """The one-line message (without ``Error: ``) for an error raised on purpose or an OSError."""
+    if isinstance(exc, OSError) and not _is_ours(exc) and exc.errno is not None:
+        what = (exc.strerror or str(exc)).strip()
+        what = what[:1].lower() + what[1:]
+        hint = _OS_HINTS.get(exc.errno)
+        if exc.filename is not None:
+            where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+            return f"{where}: {what}" + (f"; {hint}" if hint else "")
+        return what + (f"; {hint}" if hint else "")
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return "\n  ".join(line.rstrip() for line in lines)
+
+
+def _is_ours(exc: BaseException) -> bool:
+    from .errors import FastaiSparseError
+
+    return isinstance(exc, FastaiSparseError)
+
+
+def _bug_report(exc: BaseException) -> str:
+    """One line: this is a bug, in core or in the plugin whose code raised, and where to report it."""
+    from importlib import metadata
+
+    culprit, dist = "fastai-sparse", "fastai-sparse"
+    try:
+        from . import plugins
+
+        owners = {i.module.split(".")[0].split(":")[0]: i for i in plugins.discovered() if i.module}
+        for frame, _ in traceback.walk_tb(exc.__traceback__):  # the innermost plugin frame wins
+            top = str(frame.f_globals.get("__name__", "")).split(".")[0]
+            if top in owners and top != "fastai_sparse":
+                info = owners[top]
+                culprit = f"the plugin {info.name!r}" + (
+                    f" ({info.distribution})" if info.distribution else ""
+                )
+                dist = info.distribution or info.name
+    except Exception:  # pragma: no cover - never let the report itself fail
+        pass
+    url = BUG_REPORT_URL if dist == "fastai-sparse" else None
+    try:
+        for entry in metadata.metadata(dist).get_all("Project-URL") or []:
+            label, _, value = entry.partition(",")
+            if label.strip().lower() in ("issues", "bug tracker", "bug reports", "tracker"):
+                url = value.strip()
+    except Exception:  # pragma: no cover
+        pass
+    where = f" at {url}" if url else f" to the authors of {dist}"
+    return (
+        f"This is a bug in {culprit} ({type(exc).__name__}), not a problem with your input: "
+        f"please report it{where} with the command and the traceback above."
+    )
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler so that ``finally`` blocks (temporary files) run."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess test
+    raise _Terminated()
+
+
 class _Group(click.Group):
-    """Adds the plugins' subcommands the first time the command list is needed."""
+    """The top-level group: adds the plugins' subcommands the first time the command list is
+    needed, and turns errors into one line (see the module docstring)."""
 
     _plugins_added = False
 
@@ -59,10 +168,57 @@ class _Group(click.Group):
             cmd = super().get_command(ctx, name)
         return cmd
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        # `--traceback` is accepted anywhere before `--` (users add it at the end of the line
+        # they are debugging); the group option receives it.
+        args = list(sys.argv[1:] if args is None else args)
+        end = args.index("--") if "--" in args else len(args)
+        if "--traceback" in args[:end]:
+            args = ["--traceback", *[a for a in args[:end] if a != "--traceback"], *args[end:]]
+        return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+
+    def invoke(self, ctx):
+        debug = bool(ctx.params.get("show_traceback")) or _debug_enabled()
+        previous = None
+        if not debug:
+            try:
+                previous = signal.signal(signal.SIGTERM, _on_sigterm)
+            except ValueError:  # not the main thread (e.g. a test runner)
+                previous = None
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("\nInterrupted: files being written were discarded; finished ones are kept.", err=True)
+            raise click.exceptions.Exit(130) from None
+        except _Terminated:
+            click.echo("Terminated: files being written were discarded; finished ones are kept.", err=True)
+            raise click.exceptions.Exit(143) from None
+        except Exception as exc:
+            if debug:
+                raise
+            if _is_ours(exc) or isinstance(exc, OSError):
+                raise CommandError(error_line(exc)) from exc
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            click.echo(_bug_report(exc), err=True)
+            raise click.exceptions.Exit(1) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
 
 @click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="fastai-sparse")
-def main():
+@click.option(
+    "--traceback",
+    "show_traceback",
+    is_flag=True,
+    help=f"Show the full stack of an error (also accepted after the command; or set {ENV_DEBUG}=1).",
+)
+def main(show_traceback: bool):
     """fastai-sparse: train sparse convolutional networks on 3D data with fastai.
 
     \b

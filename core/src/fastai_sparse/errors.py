@@ -14,6 +14,10 @@ __all__ = [
     "DataFormatError",
     "DuplicateNameError",
     "FastaiSparseError",
+    "InputFileError",
+    "OutputConflictError",
+    "OutputExistsError",
+    "PathError",
     "PluginError",
     "ShapeError",
     "UnknownNameError",
@@ -82,3 +86,33 @@ class ShapeError(FastaiSparseError, ValueError):
 
 class ConformanceError(FastaiSparseError, AssertionError):
     """A plugin or task does not satisfy the fastai-sparse plugin contract."""
+
+
+class PathError(FastaiSparseError):
+    """A file or folder the command reads or writes is not usable as it is.
+
+    The message reads ``<path>: <what is wrong>; <what to do>``; ``path``, ``problem`` and
+    ``hint`` keep the three parts.
+    """
+
+    def __init__(self, path: object, problem: str, hint: str | None = None):
+        self.path, self.problem, self.hint = path, problem, hint
+        super().__init__(f"{path}: {problem}" + (f"; {hint}" if hint else ""))
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class InputFileError(PathError, ValueError):
+    """An input path is missing, not a regular file (a folder, a FIFO, a device), unreadable,
+    empty, or not in the format its name claims."""
+
+
+class OutputExistsError(PathError, FileExistsError):
+    """An output file already exists and replacing it was not allowed (``--overwrite``)."""
+
+
+class OutputConflictError(PathError, ValueError):
+    """An output would replace an input, or two inputs would write the same output.
+
+    ``--overwrite`` never allows this."""
