@@ -32,3 +32,20 @@ def test_help_is_light_with_every_installed_plugin():
         "try:\n    main(['--help'], prog_name='fastai-sparse')\nexcept SystemExit:\n    pass"
     )
     assert run(code) == ""
+
+
+def test_training_errors_live_in_errors_without_fastai():
+    code = (
+        "from fastai_sparse.errors import CheckpointError, EmptyDatasetError, NonFiniteLossError\n"
+        "from fastai_sparse import CheckpointError as C2, NonFiniteLossError as N2, EmptyDatasetError as E2\n"
+        "assert (C2, N2, E2) == (CheckpointError, NonFiniteLossError, EmptyDatasetError)"
+    )
+    assert run(code) == ""
+
+
+def test_training_errors_keep_their_learner_import_path():
+    from fastai_sparse import errors, learner
+
+    for name in ("CheckpointError", "EmptyDatasetError", "NonFiniteLossError"):
+        assert getattr(learner, name) is getattr(errors, name)
+        assert issubclass(getattr(errors, name), errors.FastaiSparseError)

@@ -40,6 +40,9 @@ _LAZY = {
     "DataFormatError": "errors",
     "ShapeError": "errors",
     "ConformanceError": "errors",
+    "CheckpointError": "errors",
+    "NonFiniteLossError": "errors",
+    "EmptyDatasetError": "errors",
     # data
     "PointCloud": "geometry",
     "Mesh": "geometry",
@@ -66,8 +69,6 @@ _LAZY = {
     "load_learner": "learner",
     "Prediction": "learner",
     "write_prediction": "learner",
-    "CheckpointError": "learner",
-    "NonFiniteLossError": "learner",
     "Predictor": "prediction",
     "predict_files": "prediction",
     "train_task": "training",

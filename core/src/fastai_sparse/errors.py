@@ -3,6 +3,11 @@
 Every error the library raises on purpose derives from :class:`FastaiSparseError`, so a
 caller can catch them all at once. Messages name the file, the field, the value found and
 what was expected.
+
+This module imports nothing but the standard library, so a caller (the CLI, a plugin) can
+catch any of these errors without importing torch or fastai. The training errors
+(:class:`CheckpointError`, :class:`NonFiniteLossError`, :class:`EmptyDatasetError`) are also
+importable from :mod:`fastai_sparse.learner`, where they used to live.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 import difflib
 
 __all__ = [
+    "CheckpointError",
     "ConformanceError",
     "DataFormatError",
     "DuplicateNameError",
+    "EmptyDatasetError",
     "FastaiSparseError",
     "InputFileError",
+    "NonFiniteLossError",
     "OutputConflictError",
     "OutputExistsError",
     "PathError",
@@ -116,3 +124,15 @@ class OutputConflictError(PathError, ValueError):
     """An output would replace an input, or two inputs would write the same output.
 
     ``--overwrite`` never allows this."""
+
+
+class CheckpointError(FastaiSparseError, ValueError):
+    """A weights file is missing, corrupt, or belongs to another task or model."""
+
+
+class NonFiniteLossError(FastaiSparseError, FloatingPointError):
+    """The loss became NaN or infinite; the message names the epoch and batch."""
+
+
+class EmptyDatasetError(FastaiSparseError, ValueError):
+    """A training or validation set has no items."""

@@ -43,7 +43,14 @@ from fastai.data.core import DataLoaders, TfmdDL
 from fastai.learner import Learner
 from fastai.torch_core import default_device, to_device
 
-from .errors import DataFormatError, FastaiSparseError, ShapeError
+from .errors import (
+    CheckpointError,
+    DataFormatError,
+    EmptyDatasetError,
+    FastaiSparseError,
+    NonFiniteLossError,
+    ShapeError,
+)
 from .geometry import Mesh, PointCloud
 
 __all__ = [
@@ -70,18 +77,6 @@ __all__ = [
 ]
 
 WEIGHTS_FORMAT = "fastai-sparse-weights/1"
-
-
-class NonFiniteLossError(FastaiSparseError, FloatingPointError):
-    """The loss became NaN or infinite; the message names the epoch and batch."""
-
-
-class CheckpointError(FastaiSparseError, ValueError):
-    """A weights file is missing, corrupt, or belongs to another task or model."""
-
-
-class EmptyDatasetError(FastaiSparseError, ValueError):
-    """A training or validation set has no items."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class Predictor:
 
     def _model_for(self, in_channels: int) -> torch.nn.Module:
         if self.model is None:
-            from .learner import CheckpointError
+            from .errors import CheckpointError
 
             model = self.task.build_model(in_channels)
             if self._state is not None:
