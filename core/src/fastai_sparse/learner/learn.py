@@ -1,0 +1,307 @@
+"""The Learner: :class:`SparseLearner` (``get_preds`` one row per point, ``predict``, ``tta``,
+``show_results``, weights, ``distrib_ctx``) and :func:`sparse_learner`, which builds one from
+loaders, a model and metric names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fastai.data.core import TfmdDL
+from fastai.learner import Learner
+from fastai.torch_core import to_device
+
+from ..errors import (
+    DataFormatError,
+    EmptyDatasetError,
+    ShapeError,
+)
+from .callbacks import EpochSeedCallback, NonFiniteLossCallback
+from .checkpoint import load_weights, save_weights
+from .data import SparseDataset, _to_cloud
+from .predict import Prediction, default_tta_offset, make_prediction, tta_views
+
+__all__ = ["SparseLearner", "sparse_learner"]
+
+
+def _identity(x):
+    return x
+
+
+def _softmax_last(x):
+    return torch.softmax(x, -1) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
+class SparseLearner(Learner):
+    """A fastai ``Learner`` for sparse 3D batches (see the module docstring).
+
+    task_name: the task the model is trained for (stored in weights files and checked on load).
+    class_names: names of the output classes (None for regression).
+    """
+
+    def __init__(
+        self,
+        dls,
+        model,
+        loss_func=None,
+        *,
+        task_name: str | None = None,
+        class_names: Sequence[str] | None = None,
+        **kwargs,
+    ):
+        super().__init__(dls, model, loss_func=loss_func, **kwargs)
+        self.task_name = task_name
+        tt = getattr(dls, "target_type", None)
+        if class_names is None and getattr(tt, "classes", None) is not None:
+            class_names = list(tt.classes)
+        self.class_names = [str(c) for c in class_names] if class_names is not None else None
+        for cb in (EpochSeedCallback(), NonFiniteLossCallback()):
+            if not any(isinstance(c, type(cb)) for c in self.cbs):
+                self.add_cb(cb)
+
+    @property
+    def target_type(self) -> Any:
+        return getattr(self.dls, "target_type", None)
+
+    @property
+    def per(self) -> str:
+        return getattr(self.target_type, "per", "point")
+
+    @property
+    def classify(self) -> bool:
+        """True when outputs are class scores (segmentation, classification): predictions then
+        carry softmax probabilities, labels and confidence."""
+        tt = self.target_type
+        if tt is not None and getattr(tt, "name", None) in ("regression", "bounding-boxes", "keypoints"):
+            return False
+        return self.class_names is not None
+
+    # -- predictions --------------------------------------------------------------------------
+    def get_preds(
+        self,
+        ds_idx: int = 1,
+        dl=None,
+        with_input: bool = False,
+        with_decoded: bool = False,
+        with_loss: bool = False,
+        act=None,
+        inner: bool = False,
+        reorder: bool = False,
+        cbs=None,
+        **kwargs,
+    ):
+        """fastai's ``get_preds`` in dataset order with one row per output row: per point for
+        segmentation ([N_total, K], points of sample 0 first), per sample otherwise. ``reorder``
+        is accepted for compatibility and ignored: the loader is never shuffled. For tasks with
+        classes the default activation is a softmax (probabilities), as with fastai's
+        cross-entropy losses."""
+        if dl is None:
+            dl = self.dls[ds_idx].new(shuffle=False, drop_last=False)
+        elif isinstance(dl, TfmdDL) and (dl.shuffle or dl.drop_last):
+            dl = dl.new(shuffle=False, drop_last=False)
+        if hasattr(dl, "n") and len(dl) == 0:
+            raise EmptyDatasetError("get_preds: the loader has no items")
+        if act is None and getattr(self.loss_func, "activation", None) is None and self.classify:
+            act = _softmax_last
+        return super().get_preds(
+            dl=dl,
+            with_input=with_input,
+            with_decoded=with_decoded,
+            with_loss=with_loss,
+            act=act,
+            inner=inner,
+            reorder=False,
+            cbs=cbs,
+            **kwargs,
+        )
+
+    def to_detach(self, b, cpu: bool = True, gather: bool = True):
+        """fastai's ``to_detach``, gathering across processes only while a process group exists
+        (fastai decides from ``WORLD_SIZE``, which stays set under ``torchrun`` after training)."""
+        if gather and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            gather = False
+        return super().to_detach(b, cpu, gather)
+
+    def _raw_preds(self, dl, bar: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Model outputs (no activation) and targets over ``dl`` in dataset order."""
+        if bar:
+            res = self.get_preds(dl=dl, act=_identity)
+        else:
+            with self.no_bar():
+                res = self.get_preds(dl=dl, act=_identity)
+        preds, targs = res[0], (res[1] if len(res) > 1 else None)
+        return preds, targs
+
+    def predict(self, item: Any, tta: int = 1, bs: int = 1) -> Prediction:
+        """Predict one input: a file path (read with :func:`fastai_sparse.io.load`), a Mesh or a PointCloud.
+
+        Returns a :class:`Prediction` with one row per original point/vertex for per-point tasks
+        (labels int64 [N], probs float32 [N, K], confidence float32 [N]) or one per sample.
+        ``tta`` > 1 averages the logits of that many views (see :func:`tta_views`).
+        """
+        cloud = _to_cloud(item)
+        if len(cloud) == 0:
+            raise DataFormatError("the input has no points", path=cloud.meta.get("path"), field="xyz")
+        total = None
+        for view in tta_views(tta, default_tta_offset(self.dls.valid_ds.pipeline)):
+            dl = self.dls.test_dl([cloud], pre=view, bs=bs)
+            preds, _ = self._raw_preds(dl, bar=False)
+            total = preds.float() if total is None else total + preds.float()
+        out = total / tta
+        if self.per == "point":
+            if len(out) != len(cloud):
+                raise ShapeError(
+                    f"the model returned {len(out)} rows for an input of {len(cloud)} points; the validation "
+                    "pipeline must keep every point (no cropping or subsampling) to predict per point"
+                )
+        else:
+            out = out.reshape(-1) if out.ndim == 1 else out[0]
+        return make_prediction(self.per, out, self.class_names, cloud, self.classify)
+
+    def tta(
+        self,
+        n: int = 4,
+        dl=None,
+        ds_idx: int = 1,
+        offset: float | None = None,
+        seed: int = 0,
+        activation: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Test-time augmentation: outputs averaged over ``n`` views (rotation about z, flips, small
+        offsets; deterministic, view 0 the identity) and mapped back to the original points.
+
+        Returns ``(preds, targets)`` in dataset order, one row per point for per-point tasks:
+        preds float32 [N_total, K] (softmax of the averaged logits when ``activation`` and the
+        task has classes, else the averaged outputs) and targets as collated (None without labels).
+        offset: maximum shift per axis in input units (default: half a voxel when known).
+        """
+        if dl is None:
+            dl = self.dls[ds_idx]
+        ds = dl.dataset
+        if not isinstance(ds, SparseDataset):
+            raise TypeError(f"tta needs a loader over a SparseDataset, got {type(ds).__name__}")
+        if offset is None:
+            offset = default_tta_offset(ds.pipeline)
+        total, targs = None, None
+        for p, view in enumerate(tta_views(n, offset, seed)):
+            vdl = dl.new(ds.with_pre(view), shuffle=False, drop_last=False)
+            preds, t = self._raw_preds(vdl)
+            if total is None:
+                total, targs = preds.float(), t
+            elif preds.shape != total.shape:
+                raise ShapeError(
+                    f"TTA view {p} ({view}) gave {list(preds.shape)} outputs but view 0 gave {list(total.shape)}: "
+                    "the validation pipeline must keep every point to use TTA"
+                )
+            else:
+                total = total + preds.float()
+        out = total / n
+        if activation and self.classify:
+            out = torch.softmax(out, -1)
+        return out, targs
+
+    def _forward(self, samples: Sequence) -> list[torch.Tensor]:
+        """Model outputs for a list of SparseSamples, split per sample ([N_i, K] or [K])."""
+        from ..batch import collate, split_batch
+
+        x, _ = collate(list(samples), None)
+        x = to_device(x, next(self.model.parameters()).device)
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model(x)
+        return [o.detach().cpu() for o in split_batch(x, out)]
+
+    def show_results(self, ds_idx: int = 1, dl=None, max_n: int = 4, shuffle: bool = False, **kwargs):
+        """Ground truth and prediction side by side for the first ``max_n`` samples of a loader
+        (the validation set by default); returns the figure (see :func:`fastai_sparse.viz.show_results`)."""
+        from .. import viz
+
+        if dl is None:
+            dl = self.dls[ds_idx]
+        ds = dl.dataset
+        idxs = list(range(len(ds)))
+        if shuffle:
+            idxs = [int(i) for i in np.random.default_rng().permutation(idxs)]
+        samples = [ds[i] for i in idxs[:max_n]]
+        outs = self._forward(samples)
+        preds = [int(o.argmax(-1)) for o in outs] if self.per == "sample" and self.classify else outs
+        kwargs.setdefault("class_names", self.class_names)
+        kwargs.setdefault("ignore_index", getattr(self.target_type, "ignore_index", -100))
+        return viz.show_results([s.cloud for s in samples], preds, max_n=max_n, **kwargs)
+
+    # -- weights ------------------------------------------------------------------------------
+    def save_weights(self, path: str | Path) -> Path:
+        """Write ``{"format", "task", "class_names", "model", "state_dict"}`` with ``torch.save``
+        (loadable with ``weights_only=True``). A relative path goes under ``learn.path``."""
+        return save_weights(self, path)
+
+    def load_weights(self, path: str | Path, strict: bool = True) -> SparseLearner:
+        """Load weights written by :meth:`save_weights` (``torch.load(weights_only=True)``).
+
+        Raises :class:`CheckpointError` when the file is missing or corrupt, was saved for another
+        task or other classes, or does not fit the model (missing / unexpected / mis-shaped tensors).
+        """
+        load_weights(self, path, strict)
+        return self
+
+    # -- distributed --------------------------------------------------------------------------
+    def distrib_ctx(self, sync_bn: bool = False, backend: str | None = None, **kwargs):
+        """Data-parallel training under ``torchrun`` (gloo on CPU, nccl on GPUs); a no-op in a
+        single process. See :mod:`fastai_sparse.distributed`."""
+        from ..distributed import distrib_ctx
+
+        return distrib_ctx(self, sync_bn=sync_bn, backend=backend, **kwargs)
+
+
+def sparse_learner(
+    dls,
+    model,
+    loss_func=None,
+    metrics=None,
+    path: str | Path = ".",
+    task: Any = None,
+    quiet_tables: bool = False,
+    **kwargs,
+) -> SparseLearner:
+    """A :class:`SparseLearner`.
+
+    metrics: fastai Metric objects or registered metric names (built with the target type of
+    ``dls``). Table metrics (``IoUPerClass``) become a :class:`~fastai_sparse.metrics.PerClassTableCallback`.
+    task: a Task or a task name (stored with weights). ``loss_func`` defaults to the target
+    type's loss.
+    """
+    from ..metrics import PerClassTableCallback
+
+    tt = getattr(dls, "target_type", None)
+    if loss_func is None:
+        if tt is None or not hasattr(tt, "loss_func"):
+            raise ValueError("pass loss_func: the dataloaders have no target type to take a loss from")
+        loss_func = tt.loss_func()
+    mets, cbs = [], list(kwargs.pop("cbs", None) or [])
+    for m in metrics or []:
+        if isinstance(m, str):
+            from ..registry import default_registry
+
+            m = default_registry().get("metric", m)(tt)
+        if getattr(m, "is_table", False):
+            cbs.append(PerClassTableCallback(m, quiet=quiet_tables))
+        else:
+            mets.append(m)
+    task_name = task if isinstance(task, str) or task is None else getattr(task, "name", None)
+    class_names = (
+        getattr(task, "class_names", None) if task is not None and not isinstance(task, str) else None
+    )
+    return SparseLearner(
+        dls,
+        model,
+        loss_func=loss_func,
+        metrics=mets,
+        cbs=cbs,
+        path=path,
+        task_name=task_name,
+        class_names=class_names,
+        **kwargs,
+    )
