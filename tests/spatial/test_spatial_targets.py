@@ -21,7 +21,7 @@ from fastai_sparse.models.detection import (
     point_rows,
 )
 from fastai_sparse.models.keypoints import KeypointLoss, VoteKeypointHead
-from fastai_sparse.spatial_metrics import PCK, AxisAngleError, DetectionMAP, KeypointDistance
+from fastai_sparse.spatial.metrics import PCK, AxisAngleError, DetectionMAP, KeypointDistance
 from fastai_sparse.targets import BoundingBoxes, KeypointTarget
 from fastai_sparse.voxelize import Voxelizer
 

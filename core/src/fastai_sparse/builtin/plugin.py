@@ -113,19 +113,20 @@ def register_metrics(register):
         ("pck-0.2", "pck_02", "fraction of keypoints within 0.2"),
         ("axis-angle-error", "axis_angle_error", "mean angle (degrees) between predicted and true axes"),
     ]:
-        register(Factory(name, f"fastai_sparse.spatial_metrics:{func}", description=doc))
+        register(Factory(name, f"fastai_sparse.spatial.metrics:{func}", description=doc))
 
 
 @hookimpl
 def register_target_types(register):
     from .. import targets
+    from ..spatial import targets as spatial_targets
 
     for cls in (
         targets.Segmentation,
         targets.Classification,
         targets.Regression,
-        targets.BoundingBoxes,
-        targets.KeypointTarget,
+        spatial_targets.BoundingBoxes,
+        spatial_targets.KeypointTarget,
     ):
         register(cls)
 

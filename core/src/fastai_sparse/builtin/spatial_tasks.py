@@ -35,7 +35,7 @@ def _det_transforms():
 
 def boxes_det_task() -> Task:
     """3D detection of oriented boxes in synthetic rooms (10 cm voxels, 20 cm BEV cells)."""
-    from ..targets import BoundingBoxes
+    from ..spatial.targets import BoundingBoxes
     from ..voxelize import Voxelizer
 
     train, valid = _det_transforms()
@@ -58,7 +58,7 @@ def boxes_det_task() -> Task:
 def boxes_det_vfe_task() -> Task:
     """The VoxelNet-style variant: VFE input stage on per-point features."""
     from ..models.detection import PointFeatureVoxelizer
-    from ..targets import BoundingBoxes
+    from ..spatial.targets import BoundingBoxes
 
     train, valid = _det_transforms()
     return Task(
@@ -81,7 +81,7 @@ def boxes_det_vfe_task() -> Task:
 def keypoints_task() -> Task:
     """Tip and tail keypoints (with the main axis) of synthetic arrows."""
     from .. import transforms as T
-    from ..targets import KeypointTarget
+    from ..spatial.targets import KeypointTarget
     from ..voxelize import Voxelizer
     from .synthetic import SyntheticKeypoints
 
