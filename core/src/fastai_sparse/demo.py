@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,33 +62,100 @@ def run_demo(
     quiet: bool = False,
     settings: dict | None = None,
 ) -> dict:
-    """Train the demo, write the report folder ``out``, return the summary (also in metrics.json)."""
+    """Train the demo, write the report folder ``out``, return the summary (also in metrics.json).
+
+    Steps: :func:`_settings`, :func:`_setup` (data, learner), :func:`_find_lr`, :func:`_train`,
+    :func:`_validate` (with and without TTA), :func:`_pictures` (one validation room),
+    :func:`_save_model`, then ``metrics.json`` and :func:`_write_report`.
+    """
     import torch
-    from fastai.callback.core import Callback  # noqa: F401  (fastai import cost counted in setup)
 
-    from . import viz
-    from .learner import sparse_dataloaders
-    from .registry import get_task
+    run = _Run(Path(out), quiet, time.time())
+    cfg = _settings(epochs, quick, settings)
+    run.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    task, train_ds, valid_ds, dls, learn = _setup(run, cfg, seed)
+    n_params = sum(p.numel() for p in learn.model.parameters())
+    run.say(
+        f"model {task.model} + {task.head}: {n_params:,} parameters, backend torch, "
+        f"{torch.get_num_threads()} threads"
+    )
+    timings: dict[str, float] = {}
+    sug, lr = _find_lr(run, cfg, task, learn, timings)
+    _train(run, cfg, learn, lr, timings)
+    val = _validate(run, cfg, task, dls, learn, timings)
+    t = time.time()
+    best, html_pred = _pictures(run, task, dls, learn, val)
+    weights = _save_model(run, learn)
+    timings["report"] = time.time() - t
+    timings["total"] = time.time() - run.t_start
+    summary = {
+        "task": task.name,
+        "settings": cfg,
+        "parameters": n_params,
+        "lr": lr,
+        "miou": val["miou"],
+        "miou_tta": val["miou_tta"],
+        "accuracy": val["acc"],
+        "chance_miou": val["chance"],
+        "iou_per_class": dict(zip(task.class_names, [float(v) for v in val["iou"]])),
+        "iou_per_class_tta": dict(zip(task.class_names, [float(v) for v in val["iou_tta"]])),
+        "seconds": {k_: round(v, 1) for k_, v in timings.items()},
+        "threads": torch.get_num_threads(),
+        "weights": str(weights),
+        "report": str(run.out / "index.html"),
+    }
+    (run.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_report(
+        run, cfg, task, (len(train_ds), len(valid_ds)), n_params, sug, lr, val, timings, best, html_pred
+    )
+    run.say(f"report written to {run.out / 'index.html'}")
+    return summary
 
-    t_start = time.time()
+
+@dataclass
+class _Run:
+    """Where the demo writes, whether it talks, and when it started."""
+
+    out: Path
+    quiet: bool
+    t_start: float
+    learn: Any = None
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[demo {time.time() - self.t_start:5.1f}s] {msg}", flush=True)
+
+    def quietly(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``, without fastai's bars and tables in quiet mode."""
+        if self.quiet:
+            with self.learn.no_bar(), self.learn.no_logging():
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+
+def _settings(epochs: int | None, quick: bool, settings: dict | None) -> dict:
+    """:data:`DEMO` updated by ``settings``, the quick preset and ``epochs``."""
     cfg = {**DEMO, **(settings or {})}
     if quick:
         cfg.update(n_train=8, n_valid=2, bs=4, epochs=1, tta=2, lr_find_iters=10, lr=None)
     if epochs is not None:
         cfg["epochs"] = int(epochs)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    return cfg
 
-    def say(msg: str) -> None:
-        if not quiet:
-            print(f"[demo {time.time() - t_start:5.1f}s] {msg}", flush=True)
+
+def _setup(run: _Run, cfg: dict, seed: int):
+    """The task, its training and validation rooms, the loaders and the learner."""
+    from fastai.callback.core import Callback  # noqa: F401  (fastai import cost counted in setup)
+
+    from .learner import sparse_dataloaders
+    from .registry import get_task
 
     task = get_task(cfg["task"])
     factory = task.dataset_factory()
     train_ds = factory(split="train", n=cfg["n_train"], seed=seed)
     valid_ds = factory(split="valid", n=cfg["n_valid"], seed=seed)
-    say(
+    run.say(
         f"task {task.name}: {len(train_ds)} training rooms, {len(valid_ds)} validation rooms, "
         f"{len(task.class_names)} classes ({', '.join(task.class_names)})"
     )
@@ -99,62 +167,80 @@ def run_demo(
         task.target,
         bs=cfg["bs"],
         seed=seed,
-        path=out,
+        path=run.out,
     )
-    learn = task.learner(dls, path=out)
-    n_params = sum(p.numel() for p in learn.model.parameters())
-    say(
-        f"model {task.model} + {task.head}: {n_params:,} parameters, backend torch, "
-        f"{torch.get_num_threads()} threads"
-    )
+    learn = task.learner(dls, path=run.out)
+    run.learn = learn
+    return task, train_ds, valid_ds, dls, learn
 
-    def quietly(fn, *args, **kwargs):
-        if quiet:
-            with learn.no_bar(), learn.no_logging():
-                return fn(*args, **kwargs)
-        return fn(*args, **kwargs)
 
-    timings: dict[str, float] = {}
+def _find_lr(run: _Run, cfg: dict, task: Any, learn: Any, timings: dict) -> tuple[Any, float]:
+    """Run lr_find and plot it; the learning rate is the configured one, else the clipped valley."""
+    from . import viz
+
     t = time.time()
-    say("lr_find ...")
-    sug = quietly(learn.lr_find, num_it=cfg["lr_find_iters"], show_plot=False)
+    run.say("lr_find ...")
+    sug = run.quietly(learn.lr_find, num_it=cfg["lr_find_iters"], show_plot=False)
     lrs, losses = [float(v) for v in learn.recorder.lrs], [float(v) for v in learn.recorder.losses]
     lr = cfg.get("lr") or float(np.clip(getattr(sug, "valley", None) or task.defaults["lr"], 1e-3, 2e-2))
     timings["lr_find"] = time.time() - t
-    say(f"lr_find suggests {getattr(sug, 'valley', float('nan')):.2g}; training at {lr:.2g}")
-    viz.plot_lr_find(lrs, losses, suggestion=lr, path=out / "lr_find.png")
+    run.say(f"lr_find suggests {getattr(sug, 'valley', float('nan')):.2g}; training at {lr:.2g}")
+    viz.plot_lr_find(lrs, losses, suggestion=lr, path=run.out / "lr_find.png")
+    return sug, lr
+
+
+def _train(run: _Run, cfg: dict, learn: Any, lr: float, timings: dict) -> None:
+    """One-cycle training, then the loss curves."""
+    from . import viz
 
     t = time.time()
-    say(f"fit_one_cycle({cfg['epochs']}, {lr:.2g}) ...")
-    quietly(learn.fit_one_cycle, cfg["epochs"], lr)
+    run.say(f"fit_one_cycle({cfg['epochs']}, {lr:.2g}) ...")
+    run.quietly(learn.fit_one_cycle, cfg["epochs"], lr)
     timings["train"] = time.time() - t
-    viz.plot_recorder(learn.recorder, path=out / "losses.png")
+    viz.plot_recorder(learn.recorder, path=run.out / "losses.png")
 
+
+def _validate(run: _Run, cfg: dict, task: Any, dls: Any, learn: Any, timings: dict) -> dict:
+    """mIoU and per-class IoU with and without TTA, accuracy and the majority-class chance level."""
     k, ignore = len(task.class_names), task.target.ignore_index
     t = time.time()
-    preds, targs = quietly(learn.get_preds, dl=dls.valid)
+    preds, targs = run.quietly(learn.get_preds, dl=dls.valid)
     miou, iou = _miou(preds, targs, k, ignore)
     timings["validate"] = time.time() - t
     t = time.time()
-    tta_preds, _ = quietly(learn.tta, n=cfg["tta"], dl=dls.valid)
+    tta_preds, _ = run.quietly(learn.tta, n=cfg["tta"], dl=dls.valid)
     miou_tta, iou_tta = _miou(tta_preds, targs, k, ignore)
     timings["validate_tta"] = time.time() - t
     chance = _chance(targs, k, ignore)
     acc = float((preds.argmax(1) == targs)[targs != ignore].float().mean())
-    say(
+    run.say(
         f"validation mIoU {miou:.3f} (TTA x{cfg['tta']}: {miou_tta:.3f}; chance {chance:.3f}), accuracy {acc:.3f}"
     )
+    return {
+        "miou": miou,
+        "iou": iou,
+        "miou_tta": miou_tta,
+        "iou_tta": iou_tta,
+        "chance": chance,
+        "acc": acc,
+        "targs": targs,
+        "tta_preds": tta_preds,
+    }
 
-    # pictures of one validation room
-    t = time.time()
-    # the validation room with the most classes in it
+
+def _pictures(run: _Run, task: Any, dls: Any, learn: Any, val: dict) -> tuple[int, Any]:
+    """PNGs of the validation room with the most classes (prediction, confidence, errors) and of
+    the first-layer kernels; returns the room's index and its interactive 3D view."""
+    from . import viz
+
+    targs, tta_preds, out = val["targs"], val["tta_preds"], run.out
     vds = dls.valid.dataset
     counts = [len(vds.cloud(i)) for i in range(len(vds))]
     starts = np.concatenate([[0], np.cumsum(counts)])
     best = int(np.argmax([len(np.unique(targs[starts[i] : starts[i + 1]])) for i in range(len(vds))]))
     room, rows = vds.cloud(best), slice(int(starts[best]), int(starts[best + 1]))
     p0, t0 = tta_preds[rows].argmax(1).numpy(), targs[rows].numpy()
-    fig = viz.show_results([room], [p0], [t0], class_names=task.class_names, path=out / "prediction.png")
+    viz.show_results([room], [p0], [t0], class_names=task.class_names, path=out / "prediction.png")
     conf = tta_preds[rows].max(1).values.numpy()
     viz.confidence_heatmap(room.xyz, conf, path=out / "confidence.png")
     viz.error_map(room.xyz, p0, t0, path=out / "errors.png")
@@ -163,36 +249,42 @@ def run_demo(
     )
     viz.kernel_slices(first.weight.detach(), path=out / "kernels.png")
     html_pred = viz.show_results([room], [p0], [t0], class_names=task.class_names, html=True)
+    return best, html_pred
 
+
+def _save_model(run: _Run, learn: Any) -> Path:
+    """``model.pth`` (weights) and ``export.pkl``; removes the empty ``models`` folder lr_find leaves."""
     # names relative to learn.path (== out): fastai joins them to it
     weights = learn.save_weights("model.pth")
     learn.export("export.pkl")
-    models_dir = out / "models"  # lr_find's temporary checkpoint folder, left empty by fastai
+    models_dir = run.out / "models"  # lr_find's temporary checkpoint folder, left empty by fastai
     if models_dir.is_dir() and not any(models_dir.iterdir()):
         models_dir.rmdir()
-    timings["report"] = time.time() - t
-    timings["total"] = time.time() - t_start
-    summary = {
-        "task": task.name,
-        "settings": cfg,
-        "parameters": n_params,
-        "lr": lr,
-        "miou": miou,
-        "miou_tta": miou_tta,
-        "accuracy": acc,
-        "chance_miou": chance,
-        "iou_per_class": dict(zip(task.class_names, [float(v) for v in iou])),
-        "iou_per_class_tta": dict(zip(task.class_names, [float(v) for v in iou_tta])),
-        "seconds": {k_: round(v, 1) for k_, v in timings.items()},
-        "threads": torch.get_num_threads(),
-        "weights": str(weights),
-        "report": str(out / "index.html"),
-    }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return weights
 
+
+def _write_report(
+    run: _Run,
+    cfg: dict,
+    task: Any,
+    sizes: tuple[int, int],
+    n_params: int,
+    sug: Any,
+    lr: float,
+    val: dict,
+    timings: dict,
+    best: int,
+    html_pred: Any,
+) -> None:
+    """``index.html``: the run in words, the validation tables, the 3D view and every PNG."""
+    import torch
+
+    from . import viz
+
+    k = len(task.class_names)
     report = viz.Report("fastai-sparse demo: synthetic room segmentation")
     report.add_text(
-        f"Task {task.name}: {len(train_ds)} training rooms, {len(valid_ds)} validation rooms, "
+        f"Task {task.name}: {sizes[0]} training rooms, {sizes[1]} validation rooms, "
         f"{k} classes. Model {task.model} + {task.head} ({n_params:,} parameters), trained "
         f"{cfg['epochs']} epochs with one-cycle at lr {lr:.2g} (lr_find's valley: "
         f"{getattr(sug, 'valley', float('nan')):.2g}) on {torch.get_num_threads()} CPU threads "
@@ -200,15 +292,18 @@ def run_demo(
     )
     report.add_table(
         {
-            "mIoU": miou,
-            f"mIoU, TTA x{cfg['tta']}": miou_tta,
-            "accuracy": acc,
-            "chance mIoU (majority class)": chance,
+            "mIoU": val["miou"],
+            f"mIoU, TTA x{cfg['tta']}": val["miou_tta"],
+            "accuracy": val["acc"],
+            "chance mIoU (majority class)": val["chance"],
         },
         caption="validation",
     )
     report.add_table(
-        {n: {"IoU": float(a), "IoU (TTA)": float(b)} for n, a, b in zip(task.class_names, iou, iou_tta)},
+        {
+            n: {"IoU": float(a), "IoU (TTA)": float(b)}
+            for n, a, b in zip(task.class_names, val["iou"], val["iou_tta"])
+        },
         caption="IoU per class",
     )
     report.add_figure(
@@ -222,9 +317,6 @@ def run_demo(
         ("losses", "losses and metrics"),
         ("kernels", "first-layer kernels, one row per output channel, slices along z"),
     ]:
-        report.add_image(out / f"{name}.png", caption=caption)
-    report.add_table(summary["seconds"], caption="seconds")
-    report.save(out)
-    del fig
-    say(f"report written to {out / 'index.html'}")
-    return summary
+        report.add_image(run.out / f"{name}.png", caption=caption)
+    report.add_table({k_: round(v, 1) for k_, v in timings.items()}, caption="seconds")
+    report.save(run.out)

@@ -121,12 +121,37 @@ def train_task(
     recorded hyper-parameters (passing different ones is an error). Without it, a folder holding
     an unfinished run is an error, so no work is overwritten by accident. ``dataset_kwargs`` go
     to the task's dataset factory; ``cbs`` are extra fastai callbacks.
-    """
-    from fastai.learner import load_model
 
+    Steps: :func:`_run_state` (a new ``run.json``, or the recorded one to resume),
+    :func:`_learner_for_run` (seeded data and model, the run's callbacks, the checkpoint
+    reloaded), :func:`_fit`, then the final weights and ``metrics.json``.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     asked = {"epochs": epochs, "bs": bs, "lr": lr, "seed": seed}
+    state = _run_state(task, out, root, asked, resume)
+    d = state.data
+    start = state.finished if resume else 0
+    learn, run_cbs = _learner_for_run(task, state, root, num_workers, start, resume, quiet, dataset_kwargs)
+    t0 = time.time()
+    _fit(learn, d, start, [*run_cbs, *(cbs or [])], quiet)
+    weights = learn.save_weights(WEIGHTS)  # relative to learn.path == out
+    metrics = d["history"][-1] if d.get("history") else {}
+    _write_json(
+        out / METRICS,
+        {
+            "task": task.name,
+            "epochs": d["epochs"],
+            "metrics": metrics,
+            "seconds_this_session": round(time.time() - t0, 1),
+        },
+    )
+    return {"out": out, "weights": weights, "metrics": metrics, "resumed_from": start, "learner": learn}
+
+
+def _run_state(task, out: Path, root: str | Path | None, asked: dict, resume: bool) -> RunState:
+    """The run to continue (checked against ``asked``), or a new one written to ``run.json``;
+    refuses to start over an unfinished run."""
     previous = RunState.load(out)
     if resume:
         if previous is None:
@@ -141,38 +166,52 @@ def train_task(
                     f"{out}: the run was started with {key}={previous.data[key]!r}; resuming with {key}={value!r} "
                     "would change the schedule (omit the option to keep the recorded value)"
                 )
-        state = previous
-    else:
-        if previous is not None and previous.finished < int(previous.data.get("epochs", 0)):
-            raise FastaiSparseError(
-                f"{out}: holds an unfinished run of {previous.data.get('task')!r} "
-                f"({previous.finished}/{previous.data.get('epochs')} epochs); pass --resume to continue it or "
-                "choose another --out"
-            )
-        state = RunState(
-            out,
-            {
-                "task": task.name,
-                "epochs": int(epochs or task.defaults["epochs"]),
-                "bs": int(bs or task.defaults["bs"]),
-                "lr": float(lr or task.defaults["lr"]),
-                "seed": int(seed),
-                "root": str(root) if root is not None else None,
-                "finished_epochs": 0,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "history": [],
-            },
+        return previous
+    if previous is not None and previous.finished < int(previous.data.get("epochs", 0)):
+        raise FastaiSparseError(
+            f"{out}: holds an unfinished run of {previous.data.get('task')!r} "
+            f"({previous.finished}/{previous.data.get('epochs')} epochs); pass --resume to continue it or "
+            "choose another --out"
         )
-        state.save()
-    d = state.data
-    import torch
+    state = RunState(
+        out,
+        {
+            "task": task.name,
+            "epochs": int(asked["epochs"] or task.defaults["epochs"]),
+            "bs": int(asked["bs"] or task.defaults["bs"]),
+            "lr": float(asked["lr"] or task.defaults["lr"]),
+            "seed": int(asked["seed"]),
+            "root": str(root) if root is not None else None,
+            "finished_epochs": 0,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "history": [],
+        },
+    )
+    state.save()
+    return state
 
+
+def _learner_for_run(
+    task,
+    state: RunState,
+    root: str | Path | None,
+    num_workers: int | None,
+    start: int,
+    resume: bool,
+    quiet: bool,
+    dataset_kwargs: dict | None,
+) -> tuple[Any, list]:
+    """The seeded loaders and learner of the run, its callbacks, and (from epoch ``start`` > 0)
+    the model and optimizer reloaded from the checkpoint."""
+    import torch
+    from fastai.learner import load_model
+
+    d, out = state.data, state.out
     torch.manual_seed(d["seed"])  # the same initial weights for the same seed
     dls = task.dataloaders(
         root, bs=d["bs"], num_workers=num_workers, seed=d["seed"], path=out, **(dataset_kwargs or {})
     )
     learn = task.learner(dls, path=out)
-    start = state.finished if resume else 0
     run_cbs = _run_callbacks(state, start, append=resume)
     if quiet:  # the CSV logger re-enables fastai's logger, so tables must be told directly
         from .metrics import PerClassTableCallback
@@ -183,25 +222,18 @@ def train_task(
     if start:
         learn.create_opt()
         load_model(out / CHECKPOINT, learn.model, learn.opt, with_opt=True, device="cpu")
-    t0 = time.time()
-    if start < d["epochs"]:
-        # the run's callbacks live only for this fit: fastai also fires epoch events in get_preds,
-        # which must not touch the run folder once training is over
-        with learn.added_cbs([*run_cbs, *(cbs or [])]):
-            if quiet:
-                with learn.no_bar(), learn.no_logging():
-                    learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
-            else:
+    return learn, run_cbs
+
+
+def _fit(learn: Any, d: dict, start: int, cbs: list, quiet: bool) -> None:
+    """One-cycle from epoch ``start`` to ``d["epochs"]`` with the run's callbacks."""
+    if start >= d["epochs"]:
+        return
+    # the run's callbacks live only for this fit: fastai also fires epoch events in get_preds,
+    # which must not touch the run folder once training is over
+    with learn.added_cbs(cbs):
+        if quiet:
+            with learn.no_bar(), learn.no_logging():
                 learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
-    weights = learn.save_weights(WEIGHTS)  # relative to learn.path == out
-    metrics = d["history"][-1] if d.get("history") else {}
-    _write_json(
-        out / METRICS,
-        {
-            "task": task.name,
-            "epochs": d["epochs"],
-            "metrics": metrics,
-            "seconds_this_session": round(time.time() - t0, 1),
-        },
-    )
-    return {"out": out, "weights": weights, "metrics": metrics, "resumed_from": start, "learner": learn}
+        else:
+            learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
