@@ -43,6 +43,7 @@ _LAZY = {
     "CheckpointError": "errors",
     "NonFiniteLossError": "errors",
     "EmptyDatasetError": "errors",
+    "StaleCacheError": "errors",
     # data
     "PointCloud": "geometry",
     "Mesh": "geometry",
@@ -77,6 +78,7 @@ _LAZY = {
 
 # public submodules, importable as attributes (``fastai_sparse.viz``)
 _SUBMODULES = {
+    "cache",
     "io",
     "viz",
     "transforms",

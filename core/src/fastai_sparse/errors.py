@@ -28,6 +28,7 @@ __all__ = [
     "PathError",
     "PluginError",
     "ShapeError",
+    "StaleCacheError",
     "UnknownNameError",
 ]
 
@@ -86,6 +87,11 @@ class DataFormatError(FastaiSparseError, ValueError):
         if field is not None:
             where.append(f"field {field!r}")
         super().__init__((": ".join(where) + ": " if where else "") + message)
+
+
+class StaleCacheError(DataFormatError):
+    """A prepared cache file does not match what it was made from (its sources changed, or it
+    was made by another version or with other options); the message says how to rebuild it."""
 
 
 class ShapeError(FastaiSparseError, ValueError):
