@@ -16,7 +16,7 @@ from fastai_sparse.cache import (
     RECORD_KEY,
     CacheFormat,
     CacheItem,
-    atomic_write,
+    atomic_path,
     folder_lock,
     prepare_items,
     read_record,
@@ -211,30 +211,28 @@ def test_bug_in_build_is_raised_not_skipped(tmp_path):
         )
 
 
-def test_atomic_write_leaves_nothing_on_error(tmp_path):
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
     p = tmp_path / "a.bin"
     p.write_bytes(b"old")
-    with pytest.raises(RuntimeError), atomic_write(p) as f:
-        f.write(b"half")
+    with pytest.raises(RuntimeError), atomic_path(p) as tmp:
+        tmp.write_bytes(b"half")
         raise RuntimeError("interrupted")
     assert p.read_bytes() == b"old" and sorted(x.name for x in tmp_path.iterdir()) == ["a.bin"]
 
 
 def test_temporaries_of_dead_processes_only_are_removed(tmp_path):
-    from fastai_sparse import cache
-
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     dead_pid = int(dead.stdout)
-    mine = tmp_path / f".a.npz.tmp-{cache._HOST}-{os.getpid()}-ab12"
-    gone = tmp_path / f".b.npz.tmp-{cache._HOST}-{dead_pid}-cd34"
-    other_host = tmp_path / f".c.npz.tmp-otherhost-{dead_pid}-ef56"
+    mine = tmp_path / f".a.npz.{os.getpid()}-ab12cd34.tmp"
+    gone = tmp_path / f".b.npz.{dead_pid}-cd34ef56.tmp"
     user = tmp_path / ".d.npz.notours.tmp"
-    for p in (mine, gone, other_host, user):
+    other = tmp_path / f"e.npz.{dead_pid}-cd34ef56.tmp"  # not hidden: not a temporary of ours
+    for p in (mine, gone, user, other):
         p.write_bytes(b"x")
     assert remove_dead_temporaries(tmp_path) == [gone]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, other_host, user))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, user, other))
 
 
 def test_folder_lock_excludes_a_second_holder(tmp_path):

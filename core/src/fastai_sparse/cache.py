@@ -19,11 +19,12 @@ rest:
   the reason and the command that rebuilds it (``CacheFormat.fix``). A cache whose recorded
   sources are all gone (raw data deleted after ``prepare`` to save space) cannot be checked; it
   is used as it is (status ``"unverified"``) and never deleted.
-- **atomic writes**: a cache file is written under a temporary name unique to the writing
-  process (``.<name>.tmp-<host>-<pid>-<random>``) and moved into place with ``os.replace``, so a
-  reader never sees a half file, an interrupted run leaves nothing under a final name, and two
-  runs never touch each other's temporary files. Temporaries of dead processes on this host are
-  removed by the next run; those of live processes are left alone.
+- **atomic writes**: a cache file is written through :func:`fastai_sparse.files.atomic_path`
+  (re-exported here): a temporary name unique to the writing process
+  (``.<name>.<pid>-<random>.tmp``), renamed into place when complete, so a reader never sees a
+  half file, an interrupted run leaves nothing under a final name, and two runs never touch
+  each other's temporary files. The next run removes the temporaries of dead processes; those
+  of live processes are left alone.
 - **one run per folder**: :func:`prepare_items` holds an advisory lock (``<folder>/.prepare.lock``,
   ``fcntl.flock``; released by the system when the process dies) while it works; a second run on
   the same folder says it is waiting, then finds the work done. Without ``fcntl`` (Windows) the
@@ -77,28 +78,28 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import socket
 import sys
 import threading
 import time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import DataFormatError, FastaiSparseError, StaleCacheError
+from .files import atomic_path
 
 __all__ = [
     "RECORD_KEY",
     "CacheCheck",
     "CacheFormat",
     "CacheItem",
-    "atomic_write",
+    "atomic_path",
     "folder_lock",
     "prepare_items",
     "read_record",
@@ -111,46 +112,13 @@ RECORD_KEY = "__cache__"
 #: Name of the lock file :func:`prepare_items` holds in the cache folder.
 LOCK_NAME = ".prepare.lock"
 
-_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname() or "host")[:40] or "host"
-_TMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<rand>[A-Za-z0-9_]+)$")
+#: the temporary names of :func:`fastai_sparse.files.atomic_path`
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<rand>[0-9a-f]+)\.tmp$")
 _BAD = (FastaiSparseError, OSError)
 
 
 # ---------------------------------------------------------------------------------------------
-# atomic writes and temporaries
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file next to ``path`` for writing; on success flush it to disk and move
-    it over ``path`` (``os.replace``), on any exception remove it. The temporary name belongs to
-    this process only (``.<name>.tmp-<host>-<pid>-<random>``), so concurrent writers of the same
-    file never disturb each other: the last complete file wins.
-
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
-    >>> with atomic_write(p, "w") as f:
-    ...     _ = f.write("done")
-    >>> p.read_text()
-    'done'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "x" + mode.replace("w", "")) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+# temporaries and the folder lock
 
 
 def _pid_alive(pid: int) -> bool:
@@ -164,16 +132,17 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_dead_temporaries(folder: str | Path) -> list[Path]:
-    """Remove the temporary files of :func:`atomic_write` in ``folder`` (not recursive) whose
-    writing process is gone: same host, process id no longer running. Returns the paths removed.
-    Files of live processes, of other hosts, and any other file are left alone."""
+    """Remove the temporary files of :func:`atomic_path` in ``folder`` (not recursive) whose
+    writing process is no longer running. Returns the paths removed. Temporaries of live
+    processes and every other file are left alone. (:func:`prepare_items` calls it while it
+    holds the folder lock, so no other prepare can be writing there.)"""
     removed = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
     for p in folder.iterdir():
         m = _TMP.match(p.name)
-        if m and m["host"] == _HOST and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+        if m and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed.append(p)
@@ -364,7 +333,7 @@ class CacheFormat:
             out[k] = a
         out[RECORD_KEY] = np.array(json.dumps(record, sort_keys=True))
         save = np.savez_compressed if self.compressed else np.savez
-        with atomic_write(item.path) as f:
+        with atomic_path(item.path) as tmp, open(tmp, "wb") as f:
             save(f, **out)
         return item.path
 
