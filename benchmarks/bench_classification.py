@@ -16,16 +16,14 @@ with 4-view rotation voting (TTA).
 Regression (``synthetic-shapes-reg``): mean angle error of the predicted up axis against the
 baseline that always predicts the mean training direction.
 
-Prints a table and writes ``benchmarks/results/classification.json``.
+Prints a table and writes ``benchmarks/results/classification.json`` (through
+``benchmarks/harness.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import sys
 import time
 import warnings
@@ -37,8 +35,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "core" / "src"))
 sys.path.insert(0, str(ROOT / "plugins" / "classification" / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fastai.callback.progress import ProgressCallback  # noqa: F401  (learn.no_bar needs it)
+from harness import Bench, add_common_args
 
 from fastai_sparse import get_task
 from fastai_sparse.learner import sparse_dataloaders
@@ -154,7 +154,7 @@ def bench_regression(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller sets and fewer epochs (~1 minute)")
+    add_common_args(ap)
     ap.add_argument("--n-train", type=int, default=256)
     ap.add_argument("--n-valid", type=int, default=128)
     ap.add_argument("--points", type=int, default=512)
@@ -165,47 +165,74 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-regression", action="store_true")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "classification.json")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default results/classification.json)")
     args = ap.parse_args()
     if args.quick:
         args.n_train, args.n_valid, args.epochs = 96, 64, 3
     torch.set_num_threads(args.threads)
-    result = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
-        "classification": bench_classification(args),
-    }
-    if not args.no_regression:
-        result["regression"] = bench_regression(args)
-    c = result["classification"]
-    rows = [
-        ("chance 1/K", c["chance"], None),
-        ("majority class", c["majority_baseline"], None),
-        ("untrained model", c["untrained_model"]["accuracy"], c["untrained_model"]["mean_class_accuracy"]),
-        ("nearest centroid (bbox + radial hist.)", c["nearest_centroid_baseline"], None),
-        ("sparse ResNet, trained", c["trained"]["accuracy"], c["trained"]["mean_class_accuracy"]),
-        ("  + TTA 4 rotations", c["trained_tta4"]["accuracy"], c["trained_tta4"]["mean_class_accuracy"]),
-    ]
-    print(
-        f"\nsynthetic-shapes-cls: {c['train_items']} train / {c['valid_items']} valid, {c['epochs']} epochs, "
-        f"{c['train_seconds']} s ({c['seconds_per_epoch']} s/epoch), {args.threads} threads"
+    bench = Bench(
+        "classification",
+        "synthetic shapes: classification accuracy and up-axis regression vs baselines of the same run",
+        quick=args.quick,
+        strict=args.strict,
+        out=args.out,
     )
-    print(f"{'':42s} {'accuracy':>9s} {'x chance':>9s} {'mean cls acc':>13s}")
-    for name, acc, mca in rows:
-        print(f"{name:42s} {acc:9.3f} {acc / c['chance']:9.2f} {'' if mca is None else f'{mca:13.3f}'}")
-    if "regression" in result:
-        r = result["regression"]
-        print(
-            f"\nsynthetic-shapes-reg: mean angle error {r['trained_angle_error_deg']:.1f} deg vs "
-            f"{r['mean_direction_baseline_deg']:.1f} deg for the mean direction (ratio {r['ratio_to_baseline']:.2f})"
+    c = bench_classification(args)
+    bench.info["classification"] = c
+    ep = f"{c['epochs']} epochs"
+    bench.figure(
+        "accuracy",
+        c["trained"]["accuracy"],
+        baseline=c["chance"],
+        baseline_label="chance 1/K",
+        higher_is_better=True,
+        label=f"synthetic shapes, 8 classes: accuracy, {ep}",
+        readme=True,
+    )
+    bench.figure(
+        "accuracy_vs_nearest_centroid",
+        c["trained"]["accuracy"],
+        baseline=c["nearest_centroid_baseline"],
+        baseline_label="nearest centroid",
+        higher_is_better=True,
+        label="same, vs nearest class centroid (bbox + radial histogram)",
+        readme=True,
+    )
+    bench.figure(
+        "accuracy_tta4",
+        c["trained_tta4"]["accuracy"],
+        baseline=c["trained"]["accuracy"],
+        baseline_label="without TTA",
+        higher_is_better=True,
+        label="same, with 4-rotation TTA",
+    )
+    bench.figure(
+        "untrained_accuracy",
+        c["untrained_model"]["accuracy"],
+        baseline=c["chance"],
+        baseline_label="chance 1/K",
+    )
+    bench.figure("train_seconds", c["train_seconds"], "s", label=f"classification training, {ep}")
+    if not args.no_regression:
+        r = bench_regression(args)
+        bench.info["regression"] = r
+        bench.figure(
+            "regression_angle_error",
+            r["trained_angle_error_deg"],
+            "deg",
+            baseline=r["mean_direction_baseline_deg"],
+            baseline_label="mean direction",
+            label=f"synthetic shapes: up-axis angle error, {r['epochs']} epochs",
+            readme=True,
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+        bench.figure(
+            "regression_train_seconds",
+            r["train_seconds"],
+            "s",
+            label=f"regression training, {r['epochs']} epochs",
+        )
+    bench.print_table()
+    bench.write()
 
 
 if __name__ == "__main__":

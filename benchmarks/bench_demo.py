@@ -8,28 +8,32 @@ majority-class predictor). Targets: under 3 minutes end to end, mIoU >= 0.90.
     python benchmarks/bench_demo.py            # the demo's settings
     python benchmarks/bench_demo.py --quick    # a one-epoch smoke run
 
-Prints a table and writes ``benchmarks/results/demo.json``; ``--picture`` also copies the demo's
+Prints a table and writes ``benchmarks/results/demo.json`` (``results/quick/`` for ``--quick``); ``--picture`` also copies the demo's
 prediction picture to ``docs/images/demo.png`` (the README's picture).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import Bench, add_common_args, loadavg
+
+TARGET_SECONDS = 180.0
+TARGET_MIOU = 0.90
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
+    add_common_args(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--picture", action="store_true", help="update docs/images/demo.png")
     args = ap.parse_args()
@@ -38,42 +42,56 @@ def main() -> None:
 
     from fastai_sparse.demo import run_demo
 
+    bench = Bench(
+        "demo",
+        "fastai-sparse demo end to end (lr_find, one-cycle, validation, TTA, report) on the CPU",
+        quick=args.quick,
+        strict=args.strict,
+    )
     out = Path(tempfile.mkdtemp(prefix="bench-demo-"))
-    load_before = os.getloadavg()
+    load_before = loadavg()
     t = time.time()
     s = run_demo(out, seed=args.seed, quick=args.quick, quiet=True)
     wall = time.time() - t
-    rows = [
-        ("end to end (s)", wall, "target < 180"),
-        ("training (s)", s["seconds"]["train"], f"{s['settings']['epochs']} epochs"),
-        ("validation mIoU", s["miou"], "target >= 0.90"),
-        (
-            f"validation mIoU, TTA x{s['settings']['tta']}",
-            s["miou_tta"],
-            f"gain {s['miou_tta'] - s['miou']:+.3f}",
-        ),
-        ("chance mIoU (majority class, same rooms)", s["chance_miou"], "baseline"),
-        ("mIoU / chance", s["miou"] / s["chance_miou"], "ratio"),
-    ]
-    print(f"demo benchmark: {torch.get_num_threads()} threads, load average before {load_before[0]:.1f}")
-    for name, value, note in rows:
-        print(f"  {name:42s} {value:8.3f}   {note}")
-    result = {
-        "machine": {
-            "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
-        "quick": args.quick,
-        "wall_seconds": wall,
-        "summary": {k: v for k, v in s.items() if k not in ("weights", "report")},
-    }
-    dest = ROOT / "benchmarks" / "results" / ("demo-quick.json" if args.quick else "demo.json")
-    dest.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {dest}")
+    load = {"group": "demo", "before": load_before, "after": loadavg(), "repeat": 1}
+    threads = torch.get_num_threads()
+    bench.figure(
+        "end_to_end",
+        wall,
+        "s",
+        target=TARGET_SECONDS,
+        label=f"demo, end to end ({s['settings']['epochs']} epochs)",
+        readme=True,
+        load=load,
+        threads=threads,
+    )
+    bench.figure("training", s["seconds"]["train"], "s", label="demo, training only", load=load)
+    bench.figure(
+        "miou",
+        s["miou"],
+        baseline=s["chance_miou"],
+        baseline_label="chance (majority class)",
+        higher_is_better=True,
+        value_target=TARGET_MIOU,
+        label="demo, validation mIoU",
+        readme=True,
+        load=load,
+        threads=threads,
+    )
+    bench.figure(
+        "miou_tta",
+        s["miou_tta"],
+        baseline=s["miou"],
+        baseline_label="without TTA",
+        higher_is_better=True,
+        label=f"demo, validation mIoU with TTA x{s['settings']['tta']}",
+        readme=True,
+        load=load,
+        threads=threads,
+    )
+    bench.info["summary"] = {k: v for k, v in s.items() if k not in ("weights", "report")}
+    bench.print_table()
+    bench.write()
     if args.picture:
         (ROOT / "docs" / "images").mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "prediction.png", ROOT / "docs" / "images" / "demo.png")

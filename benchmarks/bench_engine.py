@@ -2,44 +2,48 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_engine.py            # full run, ~ a few minutes
-    python benchmarks/bench_engine.py --quick    # fewer repeats
+    python benchmarks/bench_engine.py            # 1 and 2 threads, 7 interleaved rounds
+    python benchmarks/bench_engine.py --quick    # 2 rounds, a smoke run
 
-Every figure is printed next to a baseline measured in the same run (the ratio):
+Every figure is printed next to a baseline timed in the same interleaved group (the rows of
+a group run round-robin in one process; the ratio is the median of the per-round ratios):
 
-* GEMM limit: for each kernel offset, ``torch.mm`` of the rows that offset touches,
-  pre-gathered and contiguous (forward: ``A_k @ W_k``; forward+backward adds
-  ``G_k @ W_k^T`` and ``A_k^T @ G_k``). Gathering, scattering and the kernel map are free.
-  A second, stricter variant writes into preallocated outputs (``out=``), which removes
-  allocation and page-fault costs from the baseline.
-* spconv (when installed) on CPU with 1 torch thread (with 2 threads spconv 2.3.x returns
-  wrong rows); its kernel-map build time and its convolution time.
+* **GEMM limit** (the target's yardstick): for each kernel offset, ``torch.mm`` of the rows
+  that offset touches, pre-gathered and contiguous (forward ``A_k @ W_k``; forward+backward
+  adds ``G_k @ W_k^T`` and ``A_k^T @ G_k``), allocating its outputs. Gathering, scattering
+  and the kernel map are free; only active (offset, row) pairs are multiplied.
+* **in-cache bound** (the physical limit): the same useful multiplications, in blocks of the
+  engine's chunk size read from and written to one cache-resident block, so no memory
+  traffic at all. No implementation of the convolution can beat it: a ratio below 1 is
+  rejected by the harness as a measurement error.
+* **permuted**: the same voxels in a random row order (a user's own coordinates, several
+  clouds concatenated) through the same public API; the engine must not care (within 10%).
+* **spconv** (when installed) kernel-map build, 1 thread (its CPU convolutions race with
+  more, see the spconv adapter) and the run's thread count.
 
-Runs with ``torch.set_num_threads(2)`` (override with ``--threads``), prints a table and
-writes ``benchmarks/results/engine.json``.
+Useful FLOP/s counts only active pairs (2 * pairs * C_in * C_out per product; fwd+bwd is
+three products). Targets (issue 17): subm fwd+bwd <= 1.3x the GEMM limit on the large room
+and <= 1.5x on the small one, permuted within 1.1x of sorted, strided and transposed
+fwd+bwd <= 2.0x their GEMM limit. Writes ``benchmarks/results/engine.json``.
+The whole-network figure (UNet training step) is ``benchmarks/bench_unet.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "core" / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fastai_sparse.engine import SparseTensor
-from fastai_sparse.engine.functional import down_conv, subm_conv
+from harness import Bench, add_common_args
+
+from fastai_sparse.engine import SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d
+from fastai_sparse.engine.functional import chunk_rows
 from fastai_sparse.engine.tensor import KernelMapCache
-from fastai_sparse.models import UNet
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -57,7 +61,8 @@ def _box_surface(occ, lo, hi, top_only=False):
 
 
 def make_room(size_m=(8.0, 8.0, 3.0), voxel=0.05, walls=4, furniture=40, seed=0):
-    """Coords int32 [M, 4] of a room: floor, walls and furniture surfaces, 2 voxels thick.
+    """Coords int32 [M, 4] of a room: floor, walls and furniture surfaces, 2 voxels thick,
+    sorted by (batch, x, y, z) like the voxelizer's output.
 
     Surfaces are perturbed (a bumpy floor, leaning boxes) so the map is not a perfect
     lattice. Batch index 0.
@@ -91,308 +96,367 @@ def make_room(size_m=(8.0, 8.0, 3.0), voxel=0.05, walls=4, furniture=40, seed=0)
     return torch.from_numpy(coords).int()
 
 
-def rooms():
+def rooms() -> dict[str, torch.Tensor]:
+    """The large (~200k voxels, 8 x 8 x 3 m) and small (~24k voxels) rooms at 5 cm."""
     large = make_room((8.0, 8.0, 3.0), furniture=60, seed=0)
     small = make_room((3.0, 3.0, 2.4), walls=2, furniture=4, seed=1)
     return {"large": large, "small": small}
 
 
-# ----------------------------------------------------------------------------- timing
-def timeit(fn, repeat, warmup=1):
-    """Best of ``repeat`` wall-clock runs in ms (the machine may be shared: min, not median)."""
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts) * 1e3
+# ----------------------------------------------------------------------------- baselines
+def _pairs(nbr: torch.Tensor, n_in: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input rows, output rows) int64 of every offset of a neighbour table."""
+    out = []
+    for k in range(nbr.shape[0]):
+        o = (nbr[k] < n_in).nonzero().squeeze(1)
+        out.append((nbr[k][o].long(), o))
+    return out
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def gemm_limit(pairs, x, weight, grad, backward: bool):
+    """Per-offset torch.mm on pre-gathered contiguous rows, allocating outputs.
 
-
-def peak_rss_mb() -> float:
-    return _status_mb("VmHWM")
-
-
-def rss_mb() -> float:
-    return _status_mb("VmRSS")
-
-
-def gemm_limit(nbr, feats, weight, grad, backward, prealloc):
-    """Per-offset torch.mm on pre-gathered contiguous rows (kernel maps etc. for free)."""
-    A, G, outs = [], [], []
-    for k in range(weight.shape[0]):
-        mask = nbr[k] < feats.shape[0]
-        rows = nbr[k][mask].long()
-        A.append(feats[rows].contiguous())
-        G.append(grad[mask].contiguous() if backward else None)
-        outs.append(torch.empty(len(rows), weight.shape[2]) if prealloc else None)
-    gw = torch.empty_like(weight[0])
-    gi = [torch.empty(len(a), weight.shape[1]) for a in A] if prealloc and backward else None
+    ``pairs[k] = (rows of x, rows of grad)``; x float [N_in, C_in], grad float [N_out, C_out].
+    """
+    A = [x[i].contiguous() for i, _ in pairs]
+    G = [grad[o].contiguous() for _, o in pairs] if backward else None
     wt = weight.transpose(1, 2).contiguous()
 
     def run():
         for k in range(len(A)):
-            if prealloc:
-                torch.mm(A[k], weight[k], out=outs[k])
-                if backward:
-                    torch.mm(G[k], wt[k], out=gi[k])
-                    torch.mm(A[k].t(), G[k], out=gw)
-            else:
-                torch.mm(A[k], weight[k])
-                if backward:
-                    torch.mm(G[k], wt[k])
-                    torch.mm(A[k].t(), G[k])
+            if len(A[k]) == 0:
+                continue
+            torch.mm(A[k], weight[k])
+            if backward:
+                torch.mm(G[k], wt[k])
+                torch.mm(A[k].t(), G[k])
 
     return run
 
 
-def spconv_available():
-    try:
-        import spconv.pytorch  # noqa: F401
+def in_cache_bound(pairs, weight, backward: bool, block: int):
+    """The same useful products in blocks of ``block`` rows, all operands in one cached block."""
+    c_in, c_out = weight.shape[1], weight.shape[2]
+    A = torch.randn(block, c_in)
+    G = torch.randn(block, c_out)
+    out = torch.empty(block, c_out)
+    GI = torch.empty(block, c_in)
+    GW = torch.empty(c_in, c_out)
+    wt = weight.transpose(1, 2).contiguous()
+    sizes = []
+    for k, (i, _) in enumerate(pairs):
+        n = len(i)
+        sizes += [(k, block)] * (n // block) + ([(k, n % block)] if n % block else [])
 
-        return True
+    def run():
+        for k, r in sizes:
+            torch.mm(A[:r], weight[k], out=out[:r])
+            if backward:
+                torch.mm(G[:r], wt[k], out=GI[:r])
+                torch.mm(A[:r].t(), G[:r], out=GW)
+
+    return run
+
+
+def spconv_map_fn(coords: torch.Tensor):
+    """spconv's submanifold 3^3 kernel-map build (``ops.get_indice_pairs``), or None."""
+    try:
+        import spconv.pytorch as spc
+        from spconv.pytorch import ops
     except Exception:
-        return False
+        return None
+    idx = coords.int().contiguous()
+    shape = (idx[:, 1:].max(0).values + 1).tolist()
+    algo = spc.ConvAlgo.Native
+
+    def build():
+        ops.get_indice_pairs(idx, 1, shape, algo, [3, 3, 3], [1] * 3, [1] * 3, [1] * 3, [0] * 3, True)
+
+    return build
 
 
-def bench_spconv(coords, feats, weight, repeat):
-    """spconv kernel-map build (subm 3x3x3) and SubMConv forward, 1 torch thread."""
-    import spconv.pytorch as spc
-    from spconv.pytorch import ops
-
-    res = {}
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        c = coords.int()
-        idx = c.contiguous()
-        shape = (c[:, 1:].max(0).values + 1).tolist()
-        algo = spc.ConvAlgo.Native
-
-        def build():
-            ops.get_indice_pairs(idx, 1, shape, algo, [3, 3, 3], [1] * 3, [1] * 3, [1] * 3, [0] * 3, True)
-
-        res["map_subm_ms"] = timeit(build, repeat)
-        if old != 1:
+def with_threads(fn, n: int):
+    def run():
+        old = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            fn()
+        finally:
             torch.set_num_threads(old)
-            res["map_subm_nthreads_ms"] = timeit(build, repeat)
-            torch.set_num_threads(1)
-        res["map_subm_best_ms"] = min(res["map_subm_ms"], res.get("map_subm_nthreads_ms", 1e30))
-        conv = spc.SubMConv3d(32, 32, 3, bias=False, algo=algo)
+
+    return run
+
+
+# ----------------------------------------------------------------------------- one room
+def fwd_bwd(conv, x: SparseTensor, grad: torch.Tensor):
+    """fwd+bwd of ``conv`` on ``x`` (maps cached in x's cache), input and weight gradients."""
+    feats = x.feats.detach().requires_grad_()
+    xin = x.replace(feats)
+
+    def run():
+        conv.weight.grad = None
+        feats.grad = None
+        conv(xin).feats.backward(grad)
+
+    return run
+
+
+def fwd_only(conv, x: SparseTensor):
+    def run():
         with torch.no_grad():
-            conv.weight.copy_(weight.reshape(3, 3, 3, 32, 32).permute(4, 0, 1, 2, 3))
+            conv(x)
 
-        def fwd():
-            t = spc.SparseConvTensor(feats, idx, shape, 1)
-            with torch.no_grad():
-                conv(t)
-
-        res["subm_fwd_incl_map_ms"] = timeit(fwd, repeat)
-    finally:
-        torch.set_num_threads(old)
-    return res
+    return run
 
 
-def unet_step_fn(coords):
-    """One UNet (m=16, 5 levels) SGD step on ``coords``, kernel maps included."""
-    torch.manual_seed(0)
-    net = UNet(3, m=16, levels=5)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    f3 = torch.randn(len(coords), 3)
-
-    def step():
-        opt.zero_grad()
-        y = net(SparseTensor(coords, f3, batch_size=1))  # fresh cache: maps included
-        y.feats.square().mean().backward()
-        opt.step()
-
-    return step
-
-
-def unet_peak_memory(name: str, threads: int) -> dict:
-    """Peak RSS of UNet training steps, measured in a fresh process (MB above its baseline)."""
-    cmd = [sys.executable, __file__, "--unet-peak", name, "--threads", str(threads)]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
-        return json.loads(res.stdout.strip().splitlines()[-1])
-    except Exception as e:
-        return {"unet_peak_error": repr(e)}
-
-
-def _unet_peak_child(name: str) -> None:
-    coords = rooms()[name]
-    step = unet_step_fn(coords)
-    base = rss_mb()
-    step()
-    step()
-    print(json.dumps({"unet_peak_rss_mb": peak_rss_mb() - base, "rss_before_mb": base}))
-
-
-# ----------------------------------------------------------------------------- main
-def run_room(name, coords, repeat, do_unet):
+def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_size: str) -> None:
+    t = torch.get_num_threads()
     torch.manual_seed(0)
     M = len(coords)
-    row = {"name": name, "voxels": M}
+    perm = torch.randperm(M, generator=torch.Generator().manual_seed(1))
     feats = torch.randn(M, 32)
-    w = torch.randn(27, 32, 32) * 0.05
-    w_down = torch.randn(8, 32, 64) * 0.05
-
-    def build_subm():
-        cache = KernelMapCache(1)
-        cache.register_coords(1, coords)
-        return cache.subm_map(1, 3)
-
-    def build_down():
-        cache = KernelMapCache(1)
-        cache.register_coords(1, coords)
-        return cache.down_map(1, 2, 2)
-
-    row["map_subm_ms"] = timeit(build_subm, repeat)
-    row["map_down_ms"] = timeit(build_down, repeat)
     x = SparseTensor(coords, feats)
+    xp = SparseTensor(coords[perm], feats[perm])
+    subm = SubMConv3d(32, 32, 3)
+    down = SparseConv3d(32, 64, 2, 2)
+    up = SparseInverseConv3d(64, 32, 2, 2)
+    w = subm.weight.detach()
     kmap = x.cache.subm_map(1, 3)
-    dmap = x.cache.down_map(1, 2, 2)
-    counts = kmap.counts
-    row["neighbours_per_voxel"] = float(counts.sum()) / M - 1.0
+    xp.cache.subm_map(1, 3)
+    pairs = _pairs(kmap.nbr, M)
+    n_pairs = sum(len(i) for i, _ in pairs)
+    flops_fwd = 2.0 * n_pairs * 32 * 32
     grad = torch.randn(M, 32)
+    block = chunk_rows(32)
+    tag = f"{name}/t{t}"
+    where = f"{label_size} room, {t} thread{'s' if t > 1 else ''}"
+    bench.info.setdefault("rooms", {})[name] = {
+        "voxels": M,
+        "neighbours_per_voxel": n_pairs / M - 1.0,
+        "useful_pairs_subm3": n_pairs,
+    }
 
-    for pre in (False, True):
-        tag = "_prealloc" if pre else ""
-        row["gemm_fwd" + tag + "_ms"] = timeit(gemm_limit(kmap.nbr, feats, w, grad, False, pre), repeat)
-        row["gemm_fwdbwd" + tag + "_ms"] = timeit(gemm_limit(kmap.nbr, feats, w, grad, True, pre), repeat)
-
-    row["subm_fwd_ms"] = timeit(lambda: subm_conv(feats, w, kmap), repeat)
-    fr = feats.clone().requires_grad_()
-    wr = w.clone().requires_grad_()
-
-    def subm_fb():
-        subm_conv(fr, wr, kmap).backward(grad)
-
-    row["subm_fwdbwd_ms"] = timeit(subm_fb, repeat)
-
-    dnbr = dmap.nbr
-    dgrad = torch.randn(dmap.n_out, 64)
-    row["gemm_down_fwd_ms"] = timeit(gemm_limit(dnbr, feats, w_down, dgrad, False, False), repeat)
-    row["gemm_down_fwdbwd_ms"] = timeit(gemm_limit(dnbr, feats, w_down, dgrad, True, False), repeat)
-    row["down_fwd_ms"] = timeit(lambda: down_conv(feats, w_down, dmap), repeat)
-    wd = w_down.clone().requires_grad_()
-    row["down_fwdbwd_ms"] = timeit(lambda: down_conv(fr, wd, dmap).backward(dgrad), repeat)
-
-    if spconv_available():
-        try:
-            row["spconv"] = bench_spconv(coords, feats, w, repeat)
-        except Exception as e:
-            row["spconv"] = {"error": repr(e)}
-
-    if do_unet:
-        row["unet_step_ms"] = timeit(unet_step_fn(coords), max(1, repeat // 2))
-        row.update(unet_peak_memory(row["name"], torch.get_num_threads()))
-    return row
-
-
-def fmt(v, base=None):
-    if v is None:
-        return "-"
-    s = f"{v:8.1f}"
-    if base:
-        s += f" ({v / base:4.2f}x)"
-    return s
-
-
-def print_table(run: dict, repeat: int) -> None:
-    t = run["threads"]
-    print(f"\n######## {t} torch thread(s); times in ms, best of {repeat}")
-    print(
-        "ratio = figure / baseline in the same run; GEMM limit = per-offset torch.mm on "
-        "pre-gathered rows (allocating its outputs); [prealloc] = the same into preallocated "
-        "outputs"
+    # -- submanifold fwd+bwd
+    g = bench.time(
+        {
+            "gemm": gemm_limit(pairs, feats, w, grad, True),
+            "bound": in_cache_bound(pairs, w, True, block),
+            "ours": fwd_bwd(subm, x, grad),
+            "ours_permuted": fwd_bwd(subm, xp, grad[perm]),
+        },
+        repeat,
+        group=f"{tag} subm fwd+bwd",
     )
-    for r in run["rooms"]:
-        sp = r.get("spconv", {})
-        print(
-            f"\n== {r['name']} room: {r['voxels']} voxels, {r['neighbours_per_voxel']:.1f} neighbours/voxel"
+    for row in ("ours", "ours_permuted"):
+        bench.figure(
+            f"{tag}/subm_fwdbwd/{row}_vs_bound",
+            g[row],
+            baseline=g["bound"],
+            baseline_label="in-cache GEMM bound",
+            limit=1.0,
+            label=f"subm 3^3 32->32 fwd+bwd ({row.replace('_', ' ')}) vs in-cache bound, {where}",
         )
-        print(f"{'figure':38s} {'ms':>8s} (vs GEMM limit)  vs [prealloc]")
-        for key, label in (("fwd", "fwd"), ("fwdbwd", "fwd+bwd")):
-            g, gp = r[f"gemm_{key}_ms"], r[f"gemm_{key}_prealloc_ms"]
-            print(f"{'GEMM limit subm ' + label:38s} {fmt(g)}   [prealloc {gp:.1f}]")
-        for key, label in (("fwd", "fwd"), ("fwdbwd", "fwd+bwd")):
-            v, g, gp = r[f"subm_{key}_ms"], r[f"gemm_{key}_ms"], r[f"gemm_{key}_prealloc_ms"]
-            print(f"{'subm 3^3 32->32 ' + label:38s} {fmt(v, g)}   {v / gp:4.2f}x")
-        print(f"{'strided 2^3 32->64 fwd':38s} {fmt(r['down_fwd_ms'], r['gemm_down_fwd_ms'])}")
-        print(f"{'strided 2^3 32->64 fwd+bwd':38s} {fmt(r['down_fwdbwd_ms'], r['gemm_down_fwdbwd_ms'])}")
-        spm = sp.get("map_subm_best_ms")
-        print(f"{'kernel map subm 3^3 (vs spconv)':38s} {fmt(r['map_subm_ms'], spm)}")
-        print(f"{'kernel map down 2^3 s2':38s} {fmt(r['map_down_ms'])}")
-        if spm:
-            print(
-                f"{'spconv kernel map subm 1 / n threads':38s} {sp['map_subm_ms']:8.1f} / "
-                f"{sp.get('map_subm_nthreads_ms', float('nan')):.1f}"
+    bench.figure(
+        f"{tag}/subm_fwdbwd",
+        g["ours"],
+        baseline=g["gemm"],
+        baseline_label="GEMM limit",
+        target=1.3 if name == "large" else 1.5,
+        label=f"submanifold conv 3³ 32→32 fwd+bwd, {where}",
+        readme=True,
+        useful_gflops=round(3 * flops_fwd / g["ours"].median / 1e9, 2),
+    )
+    bench.figure(
+        f"{tag}/subm_fwdbwd_permuted",
+        g["ours_permuted"],
+        baseline=g["gemm"],
+        baseline_label="GEMM limit",
+        target=1.3 if name == "large" else 1.5,
+        label=f"same, voxels in random order, {where}",
+        readme=True,
+        useful_gflops=round(3 * flops_fwd / g["ours_permuted"].median / 1e9, 2),
+    )
+    bench.figure(
+        f"{tag}/subm_fwdbwd_permuted_vs_sorted",
+        g["ours_permuted"],
+        baseline=g["ours"],
+        baseline_label="sorted rows",
+        target=1.1,
+        label=f"subm fwd+bwd, random row order vs sorted, {where}",
+    )
+
+    # -- submanifold forward
+    g = bench.time(
+        {
+            "gemm": gemm_limit(pairs, feats, w, grad, False),
+            "bound": in_cache_bound(pairs, w, False, block),
+            "ours": fwd_only(subm, x),
+            "ours_permuted": fwd_only(subm, xp),
+        },
+        repeat,
+        group=f"{tag} subm fwd",
+    )
+    for row in ("ours", "ours_permuted"):
+        bench.figure(
+            f"{tag}/subm_fwd/{row}_vs_bound",
+            g[row],
+            baseline=g["bound"],
+            baseline_label="in-cache GEMM bound",
+            limit=1.0,
+            label=f"subm 3^3 32->32 fwd ({row.replace('_', ' ')}) vs in-cache bound, {where}",
+        )
+        bench.figure(
+            f"{tag}/subm_fwd/{row}",
+            g[row],
+            baseline=g["gemm"],
+            baseline_label="GEMM limit",
+            label=f"subm 3^3 32->32 fwd ({row.replace('_', ' ')}), {where}",
+            useful_gflops=round(flops_fwd / g[row].median / 1e9, 2),
+        )
+
+    # -- strided 2^3 32->64 and transposed 64->32, fwd+bwd
+    dmap = x.cache.down_map(1, 2, 2)
+    xp.cache.down_map(1, 2, 2)
+    dpairs = _pairs(dmap.nbr, M)  # (fine rows, coarse rows)
+    wd = down.weight.detach()
+    dgrad = torch.randn(dmap.n_out, 64)
+    y = SparseTensor(dmap.out_coords, torch.randn(dmap.n_out, 64), stride=2, spatial_cache=x.cache)
+    yp_coords = xp.cache.get(("coords", 2))
+    y_p = SparseTensor(yp_coords, torch.randn(len(yp_coords), 64), stride=2, spatial_cache=xp.cache)
+    upairs = [(o, i) for i, o in dpairs]  # (coarse rows, fine rows)
+    wu = up.weight.detach()
+    ugrad = torch.randn(M, 32)
+    flops_down = 2.0 * sum(len(i) for i, _ in dpairs) * 32 * 64
+    g = bench.time(
+        {
+            "gemm_down": gemm_limit(dpairs, feats, wd, dgrad, True),
+            "bound_down": in_cache_bound(dpairs, wd, True, chunk_rows(64)),
+            "down": fwd_bwd(down, x, dgrad),
+            "down_permuted": fwd_bwd(down, xp, dgrad),
+            "gemm_up": gemm_limit(upairs, y.feats, wu, ugrad, True),
+            "bound_up": in_cache_bound(upairs, wu, True, chunk_rows(64)),
+            "up": fwd_bwd(up, y, ugrad),
+            "up_permuted": fwd_bwd(up, y_p, ugrad[perm]),
+        },
+        repeat,
+        group=f"{tag} strided+transposed fwd+bwd",
+    )
+    for kind, title in (("down", "strided 2³ 32→64"), ("up", "transposed 2³ 64→32")):
+        for row in (kind, f"{kind}_permuted"):
+            bench.figure(
+                f"{tag}/{row}_fwdbwd_vs_bound",
+                g[row],
+                baseline=g[f"bound_{kind}"],
+                baseline_label="in-cache GEMM bound",
+                limit=1.0,
+                label=f"{title} fwd+bwd ({row.replace('_', ' ')}) vs in-cache bound, {where}",
             )
-        if "subm_fwd_incl_map_ms" in sp:
-            print(f"{'spconv subm fwd incl. map (1 thread)':38s} {fmt(sp['subm_fwd_incl_map_ms'])}")
-        if "error" in sp:
-            print(f"spconv failed: {sp['error']}")
-        if "unet_step_ms" in r:
-            peak = r.get("unet_peak_rss_mb", float("nan"))
-            print(
-                f"{'UNet m16 5 levels train step':38s} {fmt(r['unet_step_ms'])}  "
-                f"peak RSS +{peak:.0f} MB (fresh process, over {r.get('rss_before_mb', 0):.0f} MB)"
+        bench.figure(
+            f"{tag}/{kind}_fwdbwd",
+            g[kind],
+            baseline=g[f"gemm_{kind}"],
+            baseline_label="GEMM limit",
+            target=2.0,
+            label=f"{title} fwd+bwd, {where}",
+            readme=name == "large",
+            useful_gflops=round(3 * flops_down / g[kind].median / 1e9, 2),
+        )
+        bench.figure(
+            f"{tag}/{kind}_fwdbwd_permuted",
+            g[f"{kind}_permuted"],
+            baseline=g[f"gemm_{kind}"],
+            baseline_label="GEMM limit",
+            target=2.0,
+            label=f"{title} fwd+bwd, random row order, {where}",
+        )
+
+    # -- kernel maps (fresh caches: coordinate index + map)
+    def build_subm(c):
+        def run():
+            cache = KernelMapCache(1)
+            cache.register_coords(1, c)
+            cache.subm_map(1, 3)
+
+        return run
+
+    def build_down(c):
+        def run():
+            cache = KernelMapCache(1)
+            cache.register_coords(1, c)
+            cache.down_map(1, 2, 2)
+
+        return run
+
+    rows = {
+        "map_subm": build_subm(coords),
+        "map_subm_permuted": build_subm(coords[perm]),
+        "map_down": build_down(coords),
+    }
+    sp = spconv_map_fn(coords)
+    if sp is not None:
+        rows["spconv_map_subm_1t"] = with_threads(sp, 1)
+        if t > 1:
+            rows["spconv_map_subm"] = sp
+    g = bench.time(rows, repeat, group=f"{tag} kernel maps")
+    if sp is not None:
+        best = (
+            "spconv_map_subm"
+            if t > 1 and g["spconv_map_subm"].median < g["spconv_map_subm_1t"].median
+            else "spconv_map_subm_1t"
+        )
+        for row in ("map_subm", "map_subm_permuted"):
+            bench.figure(
+                f"{tag}/{row}",
+                g[row],
+                baseline=g[best],
+                baseline_label=f"spconv {2 if best == 'spconv_map_subm' else 1} thr",
+                label=f"kernel map subm 3³{' (random row order)' if 'perm' in row else ''}, {where}",
+                readme=name == "large" and row == "map_subm",
             )
+        bench.figure(
+            f"{tag}/spconv_map_subm_1t",
+            g["spconv_map_subm_1t"],
+            label=f"spconv kernel map subm, 1 thread, {label_size} room",
+        )
+    else:
+        bench.figure(
+            f"{tag}/map_subm",
+            g["map_subm"],
+            label=f"kernel map subm 3³, {where}",
+            note="spconv not installed",
+        )
+        bench.figure(
+            f"{tag}/map_subm_permuted", g["map_subm_permuted"], baseline=g["map_subm"], baseline_label="sorted",
+            label=f"kernel map subm 3³, random row order, {where}",
+        )  # fmt: skip
+    bench.figure(f"{tag}/map_down", g["map_down"], label=f"kernel map down 2³ s2, {where}")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repeats, skip the UNet step")
-    ap.add_argument("--threads", default="2", help="comma-separated torch thread counts")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "engine.json"))
-    ap.add_argument("--unet-peak", help=argparse.SUPPRESS)
+    add_common_args(ap)
+    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default 1,2)")
+    ap.add_argument("--repeat", type=int, default=None, help="interleaved rounds (default 7, quick 2)")
+    ap.add_argument("--rooms", default="large,small", help="which rooms (large, small)")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/engine.json)")
     args = ap.parse_args(argv)
-    if args.unet_peak:
-        torch.set_num_threads(int(args.threads.split(",")[0]))
-        _unet_peak_child(args.unet_peak)
-        return
-    repeat = 3 if args.quick else 7
-    results = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "loadavg_before": os.getloadavg(),
-        },
-        "timing": f"wall clock, best of {repeat}",
-        "runs": [],
-    }
+    repeat = args.repeat or (2 if args.quick else 7)
+    bench = Bench(
+        "engine",
+        "sparse convolutions vs the per-offset GEMM limit and an in-cache bound, sorted and permuted rows",
+        quick=args.quick,
+        strict=args.strict,
+        out=args.out,
+    )
     inputs = rooms()
+    sizes = {n: f"{len(c) / 1000:.0f}k-voxel" for n, c in inputs.items()}
     for t in [int(v) for v in args.threads.split(",")]:
         torch.set_num_threads(t)
-        run = {"threads": torch.get_num_threads(), "rooms": []}
-        for name, coords in inputs.items():
-            run["rooms"].append(run_room(name, coords, repeat, do_unet=not args.quick))
-        results["runs"].append(run)
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs")
-    for run in results["runs"]:
-        print_table(run, repeat)
-    results["machine"]["loadavg_after"] = os.getloadavg()
-    print(
-        f"\nload average before/after: {results['machine']['loadavg_before']} / "
-        f"{results['machine']['loadavg_after']} on {os.cpu_count()} CPUs (a loaded machine "
-        "inflates the multi-thread figures)"
-    )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+        for name in args.rooms.split(","):
+            run_room(bench, name, inputs[name], repeat, sizes[name])
+    bench.info["repeat"] = repeat
+    bench.print_table()
+    bench.write()
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ cached arrays goes through the SparseConvNet ScanNet training recipe:
     -> elastic distortion (6s/50, 40s/50) -> elastic distortion (20s/50, 160s/50)   [s = 20]
     -> random placement in a 4096^3 grid + crop -> colour shift -> voxelize (mean merging)
 
-Ours is fastai_sparse's transforms + Voxelizer. The baseline, measured in the same run, is
-an independent implementation of the SparseConvNet example's recipe (scipy box-blurred noise
-grids + scipy.interpolate.RegularGridInterpolator, no voxel merging). Prints a table of the
-median time of every stage and writes benchmarks/results/pipeline.json.
+Ours is fastai_sparse's transforms + Voxelizer. The baseline, measured in the same run
+(scene by scene, alternating which side runs first), is an independent implementation of
+the SparseConvNet example's recipe (scipy box-blurred noise grids +
+scipy.interpolate.RegularGridInterpolator, no voxel merging). Prints a table of the median
+time of every stage and writes benchmarks/results/pipeline.json (through
+``benchmarks/harness.py``).
 
     python benchmarks/bench_pipeline.py            # 20 scenes
     python benchmarks/bench_pipeline.py --quick    # 3 scenes, smoke run
@@ -24,19 +26,19 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import scipy
 import scipy.interpolate
 import scipy.ndimage
 import torch
 
 torch.set_num_threads(1)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Bench, Timing, add_common_args, loadavg
 
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.transforms import (
@@ -55,6 +57,7 @@ from fastai_sparse.voxelize import Voxelizer
 SCALE = 20.0  # voxels per metre (5 cm)
 FULL_SCALE = 4096
 TARGET_MS = 40.0
+TARGET_RATIO = 0.2  # of the SparseConvNet recipe measured in the same run
 # CPU time of this single-threaded process (default; robust when other jobs share the machine)
 # or wall-clock time (--clock wall)
 _clock = time.process_time
@@ -189,7 +192,7 @@ def run_reference(xyz: np.ndarray, rgb: np.ndarray, rng: np.random.Generator, s:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 scenes and no JSON unless --out is given")
+    add_common_args(ap)
     ap.add_argument("--scenes", type=int, default=None, help="scenes to time (default 20, quick 3)")
     ap.add_argument("--points", type=int, default=150_000)
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="process CPU time or wall time")
@@ -200,7 +203,14 @@ def main(argv: list[str] | None = None) -> dict:
     global _clock
     _clock = time.process_time if args.clock == "cpu" else time.perf_counter
     scenes = args.scenes or (3 if args.quick else 20)
-    out = args.out or (None if args.quick else Path(__file__).resolve().parent / "results" / "pipeline.json")
+    bench = Bench(
+        "pipeline",
+        "ScanNet training recipe per scene: affine noise + flip + scale + z rotation, elastic x2, "
+        "placement + crop in 4096^3, colour shift, voxelize at 20/m with mean merging",
+        quick=args.quick,
+        strict=args.strict,
+        out=args.out,
+    )
 
     xyz, rgb = make_room(args.points)
     cloud = PointCloud(xyz, {"rgb": rgb}, meta={"id": "procedural-room"})
@@ -210,69 +220,62 @@ def main(argv: list[str] | None = None) -> dict:
     run_ours(cloud, stages, vox, sample_rng(0, 0, 0))  # warm-up (imports, caches)
     run_reference(xyz, rgb, np.random.default_rng(0))
     ours, ref, voxels, kept = [], [], [], []
+    load_before = loadavg()
     for i in range(scenes):
-        t, sample = run_ours(cloud, stages, vox, sample_rng(1, 0, i))
-        ours.append(t)
-        voxels.append(sample.num_voxels)
-        kept.append(sample.num_points)
-        ref.append(run_reference(xyz, rgb, np.random.default_rng(i))[0])
+        # interleaved, alternating which side runs first
+        for side in ("ours", "ref") if i % 2 == 0 else ("ref", "ours"):
+            if side == "ours":
+                t, sample = run_ours(cloud, stages, vox, sample_rng(1, 0, i))
+                ours.append(t)
+                voxels.append(sample.num_voxels)
+                kept.append(sample.num_points)
+            else:
+                ref.append(run_reference(xyz, rgb, np.random.default_rng(i))[0])
+    load = {"group": "pipeline per scene", "before": load_before, "after": loadavg(), "repeat": scenes}
+    clock = "cpu" if args.clock == "cpu" else "wall"
+    threads = torch.get_num_threads()
+
+    def timing(name, per_scene):
+        return Timing(name, per_scene, threads, load, clock)
 
     names = list(ours[0])
-    med_ours = {k: 1e3 * float(np.median([t[k] for t in ours])) for k in names}
-    med_ref = {k: 1e3 * float(np.median([t[k] for t in ref])) for k in names}
-    tot_ours = 1e3 * float(np.median([sum(t.values()) for t in ours]))
-    tot_ref = 1e3 * float(np.median([sum(t.values()) for t in ref]))
-    ratio = tot_ours / tot_ref
-
-    load = os.getloadavg()[0]
-    threads = torch.get_num_threads()
-    print(
-        f"ScanNet-sized pipeline: {args.points} points, {scenes} scenes, median {args.clock} ms per scene, {threads} thread(s), "
-        f"{os.cpu_count()} cores, load average {load:.1f}"
-    )
-    print(f"{'stage':<28}{'ours':>10}{'reference':>12}{'ratio':>8}")
     for k in names:
-        print(f"{k:<28}{med_ours[k]:>10.2f}{med_ref[k]:>12.2f}{med_ours[k] / max(med_ref[k], 1e-9):>8.2f}")
-    print(f"{'total':<28}{tot_ours:>10.2f}{tot_ref:>12.2f}{ratio:>8.2f}")
-    verdict = "meets" if tot_ours <= TARGET_MS else "MISSES"
+        bench.figure(
+            f"stage/{k}",
+            timing(f"ours {k}", [t[k] for t in ours]),
+            baseline=timing(f"ref {k}", [t[k] for t in ref]),
+            baseline_label="SparseConvNet recipe",
+            label=f"{k}, per scene",
+        )
+    total_ours = timing("ours", [sum(t.values()) for t in ours])
+    total_ref = timing("reference", [sum(t.values()) for t in ref])
+    bench.figure(
+        "total",
+        total_ours,
+        baseline=total_ref,
+        baseline_label="SparseConvNet recipe",
+        target=TARGET_RATIO,
+        value_target=TARGET_MS,
+        label=f"ScanNet-sized augmentation + voxelization, {args.points // 1000}k points, {threads} thread",
+        readme=True,
+    )
+    bench.info.update(
+        points=args.points,
+        scenes=scenes,
+        median_voxels=int(np.median(voxels)),
+        median_points_kept=int(np.median(kept)),
+        reference="SparseConvNet ScanNet example recipe (scipy box blur + RegularGridInterpolator, "
+        "no voxel merging), reimplemented in this file",
+    )
+    tot = total_ours.ms
+    bench.print_table()
+    verdict = "meets" if tot <= TARGET_MS else "MISSES"
     print(
-        f"target <= {TARGET_MS:.0f} ms per scene: {verdict} ({tot_ours:.1f} ms); "
+        f"target <= {TARGET_MS:.0f} ms per scene: {verdict} ({tot:.1f} ms, median {args.clock} time); "
         f"voxels per scene {int(np.median(voxels))} from {int(np.median(kept))} points"
     )
-
-    result = {
-        "benchmark": "pipeline",
-        "description": "ScanNet training recipe per scene: affine noise + flip + scale + z rotation, elastic x2, "
-        "placement + crop in 4096^3, colour shift, voxelize at 20/m with mean merging",
-        "points": args.points,
-        "scenes": scenes,
-        "unit": "ms per scene (median)",
-        "clock": "process CPU time" if args.clock == "cpu" else "wall clock",
-        "ours": {**med_ours, "total": tot_ours},
-        "reference": {**med_ref, "total": tot_ref},
-        "reference_name": "SparseConvNet ScanNet example recipe (scipy box blur + RegularGridInterpolator, "
-        "no voxel merging), reimplemented in this file",
-        "ratio_ours_over_reference": ratio,
-        "target_ms": TARGET_MS,
-        "meets_target": bool(tot_ours <= TARGET_MS),
-        "median_voxels": int(np.median(voxels)),
-        "machine": {
-            "threads_used": threads,
-            "cpu_count": os.cpu_count(),
-            "load_average_1min": load,
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "python": sys.version.split()[0],
-            "numpy": np.__version__,
-            "scipy": scipy.__version__,
-            "torch": torch.__version__,
-        },
-    }
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out}")
-    return result
+    bench.write()
+    return bench.result()
 
 
 if __name__ == "__main__":

@@ -1,42 +1,50 @@
 """ScanNet plugin benchmark: prepare time per scene and training step time at 20 voxels/m.
 
-Run: ``python benchmarks/bench_scannet.py [--vertices 150000] [--steps 3]``. Uses a procedural
+Run: ``python benchmarks/bench_scannet.py [--quick] [--vertices 150000]``. Uses a procedural
 ScanNet-sized fixture scene written in the exact ScanNet v2 formats (no real data needed).
 Baselines measured in the same run: reading the two PLYs with plain plyfile (prepare's floor),
 and the model forward+backward alone (the step's floor, without the CPU-side augmentation).
-Prints a table and writes ``benchmarks/results/scannet.json``.
+The rows compared are timed interleaved (``benchmarks/harness.py``). Prints a table and writes
+``benchmarks/results/scannet.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def _best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Bench, add_common_args
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(ap)
     ap.add_argument("--vertices", type=int, default=150_000)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scannet.json")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="interleaved training rounds (default 5, quick 2)"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=None, help="interleaved prepare rounds (default 5, quick 2)"
+    )
+    ap.add_argument(
+        "--out", type=Path, default=None, help="JSON path (default benchmarks/results/scannet.json)"
+    )
     args = ap.parse_args()
+    repeat = args.repeat or (2 if args.quick else 5)
+    steps = args.steps or (2 if args.quick else 5)
+    bench = Bench(
+        "scannet",
+        "ScanNet plugin: prepare time per scene and training step time at 20 voxels/m",
+        quick=args.quick,
+        strict=args.strict,
+        out=args.out,
+    )
 
     import plyfile
 
@@ -46,7 +54,6 @@ def main() -> None:
     from fastai_sparse_scannet.prepare import prepare, scene_arrays
     from fastai_sparse_scannet.reader import read_label_table
 
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = make_fixture(Path(tmp) / "root", scenes={"train": ["scene0000_00"], "val": []},
                             vertices=args.vertices)  # fmt: skip
@@ -60,22 +67,34 @@ def main() -> None:
                 # copies force the memory-mapped bytes to be read
                 _ = np.array(ply["vertex"].data["x"]), np.array(ply["face"].data["vertex_indices"])
 
-        base = _best(plain_read, args.repeat)
-        arrays = _best(lambda: scene_arrays(d, table=table, labels=True), args.repeat)
         k = iter(range(1000))
-        full = _best(lambda: prepare(root, out=Path(tmp) / f"c{next(k)}", jobs=1, quiet=True), args.repeat)
-        rows += [
-            ("prepare: plyfile read of both PLYs (baseline)", base, 1.0),
-            ("prepare: read + validate + map one scene", arrays, arrays / base),
-            ("prepare: full, incl. atomic npz write", full, full / base),
-        ]
+        g = bench.time(
+            {
+                "plain_read": plain_read,
+                "arrays": lambda: scene_arrays(d, table=table, labels=True),
+                "prepare": lambda: prepare(root, out=Path(tmp) / f"c{next(k)}", jobs=1, quiet=True),
+            },
+            repeat,
+            group="prepare",
+        )
+        for row, label in (
+            ("arrays", "prepare: read + validate + map one scene"),
+            ("prepare", "prepare: full, incl. atomic npz write"),
+        ):
+            bench.figure(
+                row,
+                g[row],
+                baseline=g["plain_read"],
+                baseline_label="plyfile read of both PLYs",
+                label=f"ScanNet {label}, {n // 1000}k vertices",
+                readme=row == "prepare",
+            )
 
         reg = registry_with("scannet")
         task = reg.get("task", "scannet-seg")
         cloud = task.datasets(root, registry=reg)["train"][0]
         pipe = task.pipeline(train=True)
         rng = np.random.default_rng(0)
-        aug = _best(lambda: pipe(cloud, rng), args.repeat)
         sample = pipe(cloud, rng)
         x, y = collate([sample], task.target)
         model = task.build_model(int(x["feats"].shape[1]), registry=reg)
@@ -88,9 +107,6 @@ def main() -> None:
             loss.backward()
             opt.step()
 
-        fwd_bwd()  # warm-up
-        model_t = _best(fwd_bwd, args.steps)
-
         def step():
             s = pipe(cloud, rng)
             xb, yb = collate([s], task.target)
@@ -99,31 +115,33 @@ def main() -> None:
             loss.backward()
             opt.step()
 
-        step_t = _best(step, args.steps)
-        rows += [
-            ("train: model forward+backward+Adam, bs 1 (baseline)", model_t, 1.0),
-            ("train: augmentation + voxelize (one scene)", aug, aug / model_t),
-            ("train: full step (augment, collate, model), bs 1", step_t, step_t / model_t),
-        ]
-    result = {
-        "vertices": int(n),
-        "voxels_per_scene": len(sample.coords),
-        "scale_voxels_per_m": task.voxelizer.scale,
-        "model": task.model,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "machine": platform.platform(),
-        "rows": [{"what": w, "seconds": round(t, 4), "ratio_to_baseline": round(r, 2)} for w, t, r in rows],
-    }
-    print(f"ScanNet-sized fixture scene: {n} vertices, {result['voxels_per_scene']} voxels at 20/m; "
-          f"{result['threads']} torch threads, {result['cpus']} CPUs, load {result['load_avg']:.1f}")  # fmt: skip
-    print(f"{'what':58s} {'seconds':>9s} {'x baseline':>11s}")
-    for w, t, r in rows:
-        print(f"{w:58s} {t:9.3f} {r:11.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+        g = bench.time(
+            {"model": fwd_bwd, "augment": lambda: pipe(cloud, rng), "step": step}, steps, group="train step"
+        )
+        bench.figure(
+            "augment",
+            g["augment"],
+            baseline=g["model"],
+            baseline_label="model fwd+bwd+Adam",
+            label="ScanNet train: augmentation + voxelize (one scene)",
+        )
+        bench.figure(
+            "step",
+            g["step"],
+            baseline=g["model"],
+            baseline_label="model fwd+bwd+Adam",
+            limit=1.0,
+            label=f"ScanNet train: full step, bs 1, {len(sample.coords) // 1000}k voxels",
+            readme=True,
+        )
+    bench.info.update(
+        vertices=int(n),
+        voxels_per_scene=len(sample.coords),
+        scale_voxels_per_m=task.voxelizer.scale,
+        model=task.model,
+    )
+    bench.print_table()
+    bench.write()
 
 
 if __name__ == "__main__":

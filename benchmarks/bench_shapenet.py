@@ -7,7 +7,7 @@ table, relabelled with ShapeNet global part ids) for a few minutes, then reports
 instance and class mIoU on held-out shapes (with and without TTA voting), next to the chance
 level measured in the same run: each category's majority part (counted on the training
 shapes) predicted for every point of every validation shape. Prints a table and writes
-benchmarks/results/shapenet.json.
+benchmarks/results/shapenet.json (through ``benchmarks/harness.py``).
 
     python benchmarks/bench_shapenet.py            # about 3-6 minutes on 2 CPU threads
     python benchmarks/bench_shapenet.py --quick    # smoke run
@@ -16,21 +16,20 @@ benchmarks/results/shapenet.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Bench, add_common_args
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
+    add_common_args(ap)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--train", type=int, default=None, help="training shapes")
     ap.add_argument("--valid", type=int, default=60, help="validation shapes")
@@ -38,9 +37,17 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=16.0, help="voxels per unit at unit-ball size")
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--bs", type=int, default=8)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "shapenet.json"))
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/shapenet.json)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    bench = Bench(
+        "shapenet",
+        "shapenet-part recipe (normals, category-masked UNet m=16) trained on synthetic ShapeNet-like "
+        "multi-part shapes; ShapeNet instance/class mIoU on held-out shapes vs the majority-part chance level",
+        quick=args.quick,
+        strict=args.strict,
+        out=args.out,
+    )
     epochs = args.epochs or (1 if args.quick else 8)
     n_train = args.train or (16 if args.quick else 160)
     n_valid = 10 if args.quick else args.valid
@@ -94,47 +101,45 @@ def main() -> None:
     ours_tta = evaluate(learn.model, task, valid_clouds, tta=3)
     eval_s = time.perf_counter() - t0
 
-    result = {
-        "benchmark": "shapenet",
-        "description": (
-            "shapenet-part recipe (normals, category-masked UNet m=16) trained on synthetic ShapeNet-like "
-            "multi-part shapes; ShapeNet instance/class mIoU on held-out shapes vs the majority-part chance level"
-        ),
-        "data": {
+    bench.info.update(
+        data={
             "train_shapes": n_train,
             "valid_shapes": n_valid,
             "points": args.points,
             "categories": list(train.src.categories),
         },
-        "settings": {"epochs": epochs, "bs": args.bs, "lr": args.lr, "voxels_per_unit": args.scale},
-        "ours": {k: ours[k] for k in ("instance_miou", "class_miou")},
-        "ours_tta3": {k: ours_tta[k] for k in ("instance_miou", "class_miou")},
-        "chance": {k: chance[k] for k in ("instance_miou", "class_miou")},
-        "ratio_instance_miou_vs_chance": ours["instance_miou"] / chance["instance_miou"],
-        "per_category": {k: v[1] for k, v in ours["per_category"].items()},
-        "per_category_chance": {k: v[1] for k, v in chance["per_category"].items()},
-        "history": history,
-        "train_seconds": train_s,
-        "eval_seconds": eval_s,
-        "machine": {
-            "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-        },
-    }
-    print(f"{'':<22} {'instance mIoU':>14} {'class mIoU':>11}")
-    for label, s in (("ours", ours), ("ours, TTA 3 votes", ours_tta), ("chance (majority)", chance)):
-        print(f"{label:<22} {s['instance_miou']:>14.4f} {s['class_miou']:>11.4f}")
-    print(f"ratio (instance, ours / chance): {result['ratio_instance_miou_vs_chance']:.2f}")
-    print(
-        f"training {train_s:.0f} s for {epochs} epochs of {n_train} shapes; {torch.get_num_threads()} threads"
+        settings={"epochs": epochs, "bs": args.bs, "lr": args.lr, "voxels_per_unit": args.scale},
+        per_category={k: v[1] for k, v in ours["per_category"].items()},
+        per_category_chance={k: v[1] for k, v in chance["per_category"].items()},
+        history=history,
+        eval_seconds=eval_s,
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    for key, what in (("instance_miou", "instance"), ("class_miou", "class")):
+        bench.figure(
+            key,
+            ours[key],
+            baseline=chance[key],
+            baseline_label="chance (majority part)",
+            higher_is_better=True,
+            label=f"ShapeNet-style parts (synthetic), {what} mIoU, {epochs} epochs",
+            readme=key == "instance_miou",
+        )
+        bench.figure(
+            f"{key}_tta3",
+            ours_tta[key],
+            baseline=ours[key],
+            baseline_label="without TTA",
+            higher_is_better=True,
+            label=f"same, {what} mIoU with TTA 3 votes",
+        )
+    bench.figure(
+        "train_seconds",
+        train_s,
+        "s",
+        label=f"ShapeNet-style parts, training {epochs} epochs of {n_train} shapes",
+    )
+    bench.print_table()
+    bench.write()
 
 
 if __name__ == "__main__":

@@ -8,20 +8,22 @@ no-learning baseline measured in the same run.
   baseline: every keypoint at its training-set mean position (and the mean axis).
 
 Run: ``python benchmarks/bench_spatial.py [--quick] [--tasks ...]``; writes
-benchmarks/results/spatial.json and prints a table.
+benchmarks/results/spatial.json (through ``benchmarks/harness.py``) and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Bench, add_common_args
 
 warnings.simplefilter("ignore")
 
@@ -141,16 +143,22 @@ def run_keypoints(n_train: int, n_valid: int, epochs: int, bs: int, lr: float) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run (seconds, not minutes)")
+    add_common_args(ap)
     ap.add_argument(
         "--tasks",
         nargs="*",
         default=["synthetic-keypoints", "synthetic-boxes-det", "synthetic-boxes-det-vfe"],
     )
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "spatial.json"))
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/spatial.json)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    results = {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "tasks": {}}
+    bench = Bench(
+        "spatial",
+        "spatial targets (boxes, keypoints) trained a few minutes vs no-learning baselines of the same run",
+        quick=args.quick,
+        strict=args.strict,
+        out=args.out,
+    )
     q = args.quick
     for name in args.tasks:
         t0 = time.time()
@@ -161,22 +169,34 @@ def main() -> None:
                 name, 8 if q else 32, 4 if q else 16, 1 if q else 8, 3000 if q else 4000, 4, 3e-3
             )
         r["wall_seconds"] = round(time.time() - t0, 1)
-        results["tasks"][name] = r
-        print(json.dumps(r, indent=1))
-    if not q:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n{'task':28s} {'metric':18s} {'trained':>9s} {'baseline':>9s}")
-    for name, r in results["tasks"].items():
+        bench.info.setdefault("tasks", {})[name] = r
         if name == "synthetic-keypoints":
-            for m in ("mean-distance", "pck-0.1", "axis-angle-error"):
-                print(f"{name:28s} {m:18s} {r['trained'][m]:9.3f} {r['mean_position_baseline'][m]:9.3f}")
+            base = r["mean_position_baseline"]
+            for m, better in (("mean-distance", False), ("pck-0.1", True), ("axis-angle-error", False)):
+                bench.figure(
+                    f"{name}/{m}",
+                    r["trained"][m],
+                    baseline=base[m],
+                    baseline_label="mean training position",
+                    higher_is_better=better,
+                    label=f"{name}: {m}, {r['epochs']} epochs",
+                    readme=m == "pck-0.1",
+                )
         else:
             for m in ("map-0.25", "map-0.5"):
-                print(
-                    f"{name:28s} {m:18s} {r['trained'][m]:9.3f} {r['untrained'][m]:9.3f} (untrained) "
-                    f"{r['class_mean_box_at_centre'][m]:.3f} (class mean box)"
+                bench.figure(
+                    f"{name}/{m}",
+                    r["trained"][m],
+                    baseline=r["class_mean_box_at_centre"][m],
+                    baseline_label="class mean box at centre",
+                    higher_is_better=True,
+                    label=f"{name}: mAP@{m[4:]}, {r['epochs']} epochs",
+                    readme=m == "map-0.25",
+                    untrained=r["untrained"][m],
                 )
+        bench.figure(f"{name}/train_seconds", r["train_seconds"], "s", label=f"{name}: training")
+    bench.print_table()
+    bench.write()
 
 
 if __name__ == "__main__":

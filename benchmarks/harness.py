@@ -321,6 +321,7 @@ class Bench:
         limit: float | None = None,
         target: float | None = None,
         higher_is_better: bool = False,
+        value_target: float | None = None,
         label: str | None = None,
         readme: bool = False,
         note: str | None = None,
@@ -332,7 +333,9 @@ class Bench:
         samples) or a number in ``unit``. ``limit``: the smallest physically possible ratio
         ``value / baseline``; below it the figure is rejected (or raises when strict).
         ``target``: the ratio the project aims for (``<=`` it, or ``>=`` it when
-        ``higher_is_better``). ``readme``: the figure appears in the README's table.
+        ``higher_is_better``); without a baseline it applies to the value itself.
+        ``value_target``: a target for the value when ``target`` is the ratio's (the same
+        direction). ``readme``: the figure appears in the README's table.
         Returns the record, or None when rejected.
         """
         rec: dict[str, Any] = {"name": name, "label": label or name}
@@ -350,6 +353,15 @@ class Bench:
             rec["baseline"] = {"label": baseline_label or "baseline", "value": _round(b)}
             if isinstance(baseline, Timing):
                 rec["baseline"]["samples_ms"] = [_round(s * 1e3) for s in baseline.samples]
+            if b == 0 or (isinstance(baseline, Timing) and min(baseline.samples) <= 0):
+                rec["ratio"] = None  # a zero baseline (e.g. a baseline scoring 0): no ratio
+                if readme:
+                    rec["readme"] = True
+                if note:
+                    rec["note"] = note
+                rec.update(extra)
+                self.figures.append(rec)
+                return rec
             ratio = paired_ratio(value, baseline)
             rec["ratio"] = _round(ratio)
             rec["ratio_stat"] = (
@@ -381,6 +393,10 @@ class Bench:
             rec["target_op"] = ">=" if higher_is_better else "<="
             v = rec["value"]
             rec["meets_target"] = bool(v >= target if higher_is_better else v <= target)
+        if value_target is not None:
+            rec["value_target"] = value_target
+            v = rec["value"]
+            rec["meets_value_target"] = bool(v >= value_target if higher_is_better else v <= value_target)
         if readme:
             rec["readme"] = True
         if note:
@@ -435,7 +451,7 @@ class Bench:
             b = ""
             if "baseline" in f:
                 b = f"{f['baseline']['value']:.4g} {f['baseline']['label']}"[:24]
-            r = f"{f['ratio']:.2f}x" if "ratio" in f else ""
+            r = f"{f['ratio']:.2f}x" if f.get("ratio") is not None else ""
             if f.get("target") is not None:
                 r += "" if f.get("meets_target") else " !"
             print(f"{f['label'][:58]:58s} {v:>12s} {b:>24s} {r:>7s} {f.get('threads') or '':>3}")

@@ -88,3 +88,9 @@ def test_peak_rss_delta_sees_torch_allocations(harness):
 
     r = harness.peak_rss_delta_mb(alloc)
     assert 56 <= r["peak_rss_delta_mb"] <= 200, r
+
+
+def test_zero_baseline_records_no_ratio(harness, tmp_path):
+    bench = harness.Bench("unit", "test", out=tmp_path / "unit.json")
+    rec = bench.figure("map", 0.4, baseline=0.0, baseline_label="a baseline scoring 0", higher_is_better=True)
+    assert rec["ratio"] is None and rec["baseline"]["value"] == 0.0 and bench.figures == [rec]
