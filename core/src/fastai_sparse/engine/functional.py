@@ -15,6 +15,13 @@ Two compute kernels do all the work:
   the input gradient of strided convolutions and the forward of inverse convolutions, where
   every fine row belongs to exactly one (coarse row, offset) pair and the scatter is a plain
   ``index_copy_``.
+
+Row order: maps index the fine side in sorted positions (see
+:mod:`fastai_sparse.engine.kernel_map`). When a map carries a ``perm``, the caller's
+fine-side features are gathered into position order once on entry (``kmap.to_positions``)
+and fine-side results are returned in the caller's order (``kmap.to_caller``); coarse rows
+need neither. The arithmetic then is exactly that of sorted input, so a permuted input
+gives bitwise the permuted output of the sorted one.
 """
 
 from __future__ import annotations
@@ -152,8 +159,9 @@ def scatter_conv(
     """Per-offset scatter convolution over the pairs of a down map.
 
     ``coarse_to_fine``: ``out[in_k] += x[out_k] @ weight[k]`` (inverse convolution, or the
-    input gradient of a strided convolution with transposed weights); else
-    ``out[out_k] += x[in_k] @ weight[k]``.
+    input gradient of a strided convolution with transposed weights), ``x`` coarse rows,
+    ``out`` in the caller's fine order; else ``out[out_k] += x[in_k] @ weight[k]`` with
+    ``x`` in fine positions.
 
     When ``kernel_size == stride`` and ``coarse_to_fine``, every fine row has exactly one
     (coarse row, offset) slot: one GEMM ``x @ [W_0 | W_1 | ...]`` and one row gather.
@@ -162,7 +170,7 @@ def scatter_conv(
     if coarse_to_fine and kmap.fine_slot is not None:
         wcat = weight.permute(1, 0, 2).reshape(weight.shape[1], -1)
         y = torch.mm(x, wcat).view(-1, c_out)
-        return y.index_select(0, kmap.fine_slot)
+        return y.index_select(0, kmap.fine_slot_caller)
     out = x.new_zeros((n_out, c_out))
     for k in range(kmap.volume):
         i, o = kmap.group(k)
@@ -170,7 +178,7 @@ def scatter_conv(
             continue
         src, dst = (o, i) if coarse_to_fine else (i, o)
         out.index_add_(0, dst, torch.mm(x.index_select(0, src), weight[k]))
-    return out
+    return kmap.to_caller(out) if coarse_to_fine else out
 
 
 def subm_backward(
@@ -227,41 +235,44 @@ class _SubMConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, kmap: SubmanifoldMap):
         ctx.kmap = kmap
-        ctx.save_for_backward(x, weight)
+        xs = kmap.to_positions(x)  # saved in position order: the backward needs no regather
+        ctx.save_for_backward(xs, weight)
         centre = kmap.volume // 2
-        return gather_conv(x, kmap.nbr, weight, kmap.extra, identity_offset=centre)
+        return kmap.to_caller(gather_conv(xs, kmap.nbr, weight, kmap.extra, identity_offset=centre))
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
+        xs, weight = ctx.saved_tensors
+        kmap = ctx.kmap
         gx, gw = subm_backward(
-            x,
+            xs,
             weight,
-            grad_out.contiguous(),
-            ctx.kmap,
+            kmap.to_positions(grad_out.contiguous()),
+            kmap,
             ctx.needs_input_grad[0],
             ctx.needs_input_grad[1],
         )
-        return gx, gw, None
+        return (None if gx is None else kmap.to_caller(gx)), gw, None
 
 
 class _DownConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, kmap: DownMap):
         ctx.kmap = kmap
-        ctx.save_for_backward(x, weight)
-        return gather_conv(x, kmap.nbr, weight, kmap.extra)
+        xs = kmap.to_positions(x)
+        ctx.save_for_backward(xs, weight)
+        return gather_conv(xs, kmap.nbr, weight, kmap.extra)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
+        xs, weight = ctx.saved_tensors
         kmap = ctx.kmap
         grad_out = grad_out.contiguous()
         gx = gw = None
         if ctx.needs_input_grad[0]:
             gx = scatter_conv(grad_out, kmap, weight.transpose(1, 2), kmap.n_in, True)
         if ctx.needs_input_grad[1]:
-            gw = gather_weight_grad(x, kmap.nbr, grad_out, kmap.extra)
+            gw = gather_weight_grad(xs, kmap.nbr, grad_out, kmap.extra)
         return gx, gw, None
 
 
@@ -276,14 +287,14 @@ class _InverseConv(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         kmap = ctx.kmap
-        grad_out = grad_out.contiguous()
+        gs = kmap.to_positions(grad_out.contiguous())
         gx = gw = None
         if ctx.needs_input_grad[0]:
             wt = weight.transpose(1, 2).contiguous()
-            gx = gather_conv(grad_out, kmap.nbr, wt, kmap.extra)
+            gx = gather_conv(gs, kmap.nbr, wt, kmap.extra)
         if ctx.needs_input_grad[1]:
             # dW[k] = sum_o x[o]^T g[nbr[k, o]]
-            gw = gather_weight_grad(grad_out, kmap.nbr, x, kmap.extra).transpose(1, 2)
+            gw = gather_weight_grad(gs, kmap.nbr, x, kmap.extra).transpose(1, 2)
         return gx, gw, None
 
 

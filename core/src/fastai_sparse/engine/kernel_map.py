@@ -6,6 +6,16 @@ when the occupied bounding box is small compared with the number of points, sort
 plus ``torch.searchsorted`` otherwise. Everything here is pure PyTorch and runs on the
 device of the coordinates.
 
+Row order: the convolutions gather neighbour rows, which is fast only when spatial
+neighbours are near each other in memory. Coordinates sorted by their key (the voxelizer's
+and ``collate``'s output order) are used as they are. Any other order (a user's own
+coordinates, several clouds concatenated) is reordered ONCE per coordinate set, when its
+:class:`CoordIndex` is built: the index, and every map built on it, work in the sorted
+"position" space, and carry ``perm`` (int64 [M], position -> the caller's row) so that the
+convolutions gather the caller's features into sorted order on entry and restore the
+caller's order on exit, only on the side the caller sees. Strided convolutions produce
+sorted coarse levels, so only a level the caller built pays for this.
+
 Offset order (the weight layout of every backend): for a kernel of size ``K`` the offset
 index is ``k = (i * K + j) * K + l`` for offsets ``(i, j, l)`` along ``(x, y, z)``:
 
@@ -33,6 +43,7 @@ __all__ = [
     "SubmanifoldMap",
     "build_down_map",
     "build_submanifold_map",
+    "inverse_permutation",
 ]
 
 #: Largest linearised key the engine accepts (keys are int64; keep headroom for offsets).
@@ -59,9 +70,21 @@ class CoordIndex:
 
     ``level_coords``: int64 [M, 4] (batch, x, y, z) in per-level units (divided by the
     stride). ``pad`` is how far outside the occupied box a query may reach.
+
+    Rows are held in key order: ``perm`` is None when ``level_coords`` already are sorted by
+    key, else int64 [M] with ``perm[p]`` the caller's row at sorted position ``p``
+    (``reorder=False`` keeps the caller's order). ``keys`` are in position order;
+    :meth:`positions` answers in positions, :meth:`lookup` / :meth:`lookup_keys` in the
+    caller's rows.
     """
 
-    def __init__(self, level_coords: torch.Tensor, pad: int = 1, batch_size: int | None = None):
+    def __init__(
+        self,
+        level_coords: torch.Tensor,
+        pad: int = 1,
+        batch_size: int | None = None,
+        reorder: bool = True,
+    ):
         c = level_coords
         self.n = int(c.shape[0])
         self.pad = int(pad)
@@ -82,7 +105,12 @@ class CoordIndex:
         self.num_batches = nb
         self.total = total
         self.strides = (ext[0] * ext[1] * ext[2], ext[1] * ext[2], ext[2], 1)
-        self.keys = self.linearise(c)
+        keys = self.linearise(c)
+        self.perm: torch.Tensor | None = None
+        if reorder and self.n > 1 and not bool((keys[1:] >= keys[:-1]).all()):
+            keys, self.perm = torch.sort(keys, stable=True)
+        self.keys = keys
+        self._inv: torch.Tensor | None = None
         self.grid: torch.Tensor | None = None
         self.sorted_keys: torch.Tensor | None = None
         self.sorted_rows: torch.Tensor | None = None
@@ -92,8 +120,19 @@ class CoordIndex:
             grid = torch.full((total,), self.n, dtype=idt, device=self.device)
             grid[self.keys] = torch.arange(self.n, dtype=idt, device=self.device)
             self.grid = grid
+        elif self.perm is not None:
+            self.sorted_keys, self.sorted_rows = self.keys, None  # positions == searchsorted
         else:
             self.sorted_keys, self.sorted_rows = torch.sort(self.keys)
+            if bool((self.sorted_rows[1:] > self.sorted_rows[:-1]).all()):
+                self.sorted_rows = None  # already in key order: positions are rows
+
+    @property
+    def inv(self) -> torch.Tensor | None:
+        """int64 [M]: the sorted position of every caller row (None when not reordered)."""
+        if self.perm is not None and self._inv is None:
+            self._inv = inverse_permutation(self.perm)
+        return self._inv
 
     def linearise(self, c: torch.Tensor) -> torch.Tensor:
         """int64 keys of per-level coords ``c`` [N, 4]; caller guarantees they are in range."""
@@ -106,11 +145,9 @@ class CoordIndex:
         """Key difference of a spatial offset (valid while ``|offset| <= pad``)."""
         return offset[0] * self.strides[1] + offset[1] * self.strides[2] + offset[2]
 
-    def lookup_keys(self, q: torch.Tensor) -> torch.Tensor:
-        """Rows of the keys ``q`` (any shape, in range ``[0, total)``); -1 where absent.
-
-        Returns int64 of the shape of ``q``.
-        """
+    def positions(self, q: torch.Tensor) -> torch.Tensor:
+        """Sorted positions of the keys ``q`` (any shape, in range ``[0, total)``); -1 where
+        absent. Returns int64 of the shape of ``q``."""
         if self.grid is not None:
             rows = self.grid[q].long()
             return rows.masked_fill_(rows == self.n, -1)
@@ -120,8 +157,18 @@ class CoordIndex:
         pos = torch.searchsorted(self.sorted_keys, flat)
         pos.clamp_(max=self.n - 1)
         found = self.sorted_keys[pos] == flat
-        rows = torch.where(found, self.sorted_rows[pos], torch.full_like(pos, -1))
+        if self.sorted_rows is not None:
+            pos = self.sorted_rows[pos]
+        rows = torch.where(found, pos, torch.full_like(pos, -1))
         return rows.reshape(q.shape)
+
+    def lookup_keys(self, q: torch.Tensor) -> torch.Tensor:
+        """The caller's rows of the keys ``q`` (any shape, in range ``[0, total)``); -1 where
+        absent. Returns int64 of the shape of ``q``."""
+        pos = self.positions(q)
+        if self.perm is None:
+            return pos
+        return torch.where(pos >= 0, self.perm[pos.clamp(min=0)], pos)
 
     def lookup(self, c: torch.Tensor) -> torch.Tensor:
         """Rows of per-level coords ``c`` [N, 4] (any values); int64 [N], -1 where absent."""
@@ -134,21 +181,55 @@ class CoordIndex:
         return torch.where(ok, rows, torch.full_like(rows, -1))
 
 
+def inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
+    """int64 ``inv`` with ``inv[perm[p]] == p``."""
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.shape[0], dtype=perm.dtype, device=perm.device)
+    return inv
+
+
+class _Ordered:
+    """Row order of a map's fine side: ``perm`` (position -> caller row) or None."""
+
+    perm: torch.Tensor | None
+    extra: dict
+
+    @property
+    def inv(self) -> torch.Tensor | None:
+        """int64 [M]: the position of every caller row (None when not reordered)."""
+        if self.perm is None:
+            return None
+        inv = self.extra.get("inv")
+        if inv is None:
+            inv = self.extra["inv"] = inverse_permutation(self.perm)
+        return inv
+
+    def to_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows of ``x`` (the caller's order) in position order."""
+        return x if self.perm is None else x.index_select(0, self.perm)
+
+    def to_caller(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows of ``x`` (position order) in the caller's order."""
+        return x if self.perm is None else x.index_select(0, self.inv)
+
+
 @dataclass
-class SubmanifoldMap:
+class SubmanifoldMap(_Ordered):
     """Neighbour table of a submanifold convolution (output sites == input sites).
 
-    ``nbr``: int32 (int64 beyond 2**31 sites) [K**3, M]; ``nbr[k, j]`` is the input row
-    feeding output row ``j`` through offset ``k``, or ``M`` (a zero padding row) when that
-    neighbour is absent. The map is
-    symmetric: ``nbr[k, j] == i`` iff ``nbr[K**3 - 1 - k, i] == j``, so the input gradient
-    reuses it with mirrored, transposed weights.
+    ``nbr``: int32 (int64 beyond 2**31 sites) [K**3, M]; ``nbr[k, j]`` is the input
+    position feeding output position ``j`` through offset ``k``, or ``M`` (a zero padding
+    row) when that neighbour is absent. Positions are the caller's rows when ``perm`` is
+    None, else ``perm[p]`` is the caller's row at position ``p`` (see the module docstring).
+    The map is symmetric: ``nbr[k, j] == i`` iff ``nbr[K**3 - 1 - k, i] == j``, so the
+    input gradient reuses it with mirrored, transposed weights.
     """
 
     kernel_size: int
     n: int
     nbr: torch.Tensor
     extra: dict = field(default_factory=dict)
+    perm: torch.Tensor | None = None
 
     @property
     def volume(self) -> int:
@@ -164,14 +245,16 @@ class SubmanifoldMap:
 
 
 @dataclass
-class DownMap:
+class DownMap(_Ordered):
     """A strided convolution from a fine level (``n_in`` rows) to a coarse one (``n_out``).
 
     ``out_coords``: int64 [n_out, 4] coarse coords in original voxel units, sorted by
-    (batch, x, y, z). ``nbr``: int32/int64 [K**3, n_out], ``nbr[k, o]`` is the fine row at
-    ``o * stride + offset_k`` or ``n_in`` when absent. ``fine_slot``: int64 [n_in] equal to
-    ``o * K**3 + k`` of the single (coarse row, offset) of every fine row when
-    ``kernel_size == stride`` (None otherwise).
+    (batch, x, y, z). ``nbr``: int32/int64 [K**3, n_out], ``nbr[k, o]`` is the fine
+    position at ``o * stride + offset_k`` or ``n_in`` when absent. ``fine_slot``: int64
+    [n_in] equal to ``o * K**3 + k`` of the single (coarse row, offset) of every fine
+    position when ``kernel_size == stride`` (None otherwise). Fine positions are the
+    caller's fine rows when ``perm`` is None, else ``perm[p]`` is the caller's row at
+    position ``p``; coarse rows are always in ``out_coords`` order.
     """
 
     kernel_size: int
@@ -182,13 +265,25 @@ class DownMap:
     nbr: torch.Tensor
     fine_slot: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
+    perm: torch.Tensor | None = None
 
     @property
     def volume(self) -> int:
         return self.kernel_size**3
 
+    @property
+    def fine_slot_caller(self) -> torch.Tensor | None:
+        """``fine_slot`` indexed by the caller's fine rows (None when there is none)."""
+        if self.fine_slot is None or self.perm is None:
+            return self.fine_slot
+        s = self.extra.get("fine_slot_caller")
+        if s is None:
+            s = self.extra["fine_slot_caller"] = self.fine_slot.index_select(0, self.inv)
+        return s
+
     def pairs(self) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """(in_idx, out_idx, starts): int64 pairs grouped by offset, ``starts`` [K**3 + 1]."""
+        """(in_idx, out_idx, starts): int64 (fine position, coarse row) pairs grouped by
+        offset, ``starts`` [K**3 + 1]."""
         p = self.extra.get("pairs")
         if p is None:
             valid = self.nbr < self.n_in
@@ -203,7 +298,7 @@ class DownMap:
         return p
 
     def group(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fine rows and coarse rows of the pairs of offset ``k`` (int64)."""
+        """Fine positions and coarse rows of the pairs of offset ``k`` (int64)."""
         i, o, s = self.pairs()
         return i[s[k] : s[k + 1]], o[s[k] : s[k + 1]]
 
@@ -230,6 +325,7 @@ def build_submanifold_map(index: CoordIndex, kernel_size: int) -> SubmanifoldMap
     idt = _index_dtype(n)
     if n == 0:
         return SubmanifoldMap(kernel_size, 0, torch.empty((vol, 0), dtype=idt, device=dev))
+    # index.keys and the grid are in position order: the table is built in positions
     deltas = [index.delta(o) for o in offs]
     if index.grid is not None:
         # grid cells hold the row, or n when empty: ONE gather of all offsets' keys, no
@@ -240,9 +336,9 @@ def build_submanifold_map(index: CoordIndex, kernel_size: int) -> SubmanifoldMap
     else:
         nbr = torch.empty((vol, n), dtype=idt, device=dev)
         for k, d in enumerate(deltas):
-            rows = index.lookup_keys(index.keys + d)
+            rows = index.positions(index.keys + d)
             nbr[k] = rows.masked_fill_(rows < 0, n)
-    return SubmanifoldMap(kernel_size=kernel_size, n=n, nbr=nbr)
+    return SubmanifoldMap(kernel_size=kernel_size, n=n, nbr=nbr, perm=index.perm)
 
 
 def _unique_keys(keys: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,10 +363,12 @@ def build_down_map(
 ) -> DownMap:
     """Map of a strided convolution from the sites of ``index`` (at ``in_stride``).
 
-    An output site ``o`` (coarse per-level units) is active when some active input lies in
-    its receptive field ``o * stride + [0, kernel_size)**3``.
+    ``level_coords``: int64 [n_in, 4] per-level coords in the CALLER's row order; the map's
+    fine side is in ``index``'s positions (``perm`` is taken from the index). An output
+    site ``o`` (coarse per-level units) is active when some active input lies in its
+    receptive field ``o * stride + [0, kernel_size)**3``.
     """
-    c = level_coords
+    c = level_coords if index.perm is None else level_coords.index_select(0, index.perm)
     dev = c.device
     n_in = c.shape[0]
     vol = kernel_size**3
@@ -323,4 +421,5 @@ def build_down_map(
         out_coords=out_coords,
         nbr=nbr.view(vol, n_out),
         fine_slot=slot if kernel_size == stride else None,
+        perm=index.perm,
     )

@@ -74,7 +74,7 @@ class KernelMapCache:
         if idx is None or idx.pad < pad:
             idx = CoordIndex(self.level_coords(stride), pad=pad, batch_size=self.batch_size)
             self.store[key] = idx
-            # maps built on an older index stay valid (they store rows, not keys)
+            # maps built on an older index stay valid (same positions: a stable sort)
         return idx
 
     def subm_map(self, stride: int, kernel_size: int) -> SubmanifoldMap:
