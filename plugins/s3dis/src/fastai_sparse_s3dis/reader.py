@@ -554,7 +554,7 @@ def read_room(room_dir: str | Path, *, labels: bool = True, bad_lines: str = "sk
     """Read one room folder: its room file and (``labels=True``) its annotations, matched as the
     module docstring says. Reads one annotation file at a time (memory: the room plus one
     object, plus the match keys)."""
-    d = Path(room_dir)
+    d = Path(room_dir).expanduser()
     notes: list[str] = []
     room_file = find_room_file(d, notes)
     pts = read_points(room_file, bad_lines=bad_lines, notes=notes)

@@ -104,7 +104,7 @@ def read_input(path: str | Path) -> PointCloud:
     """
     from .reader import find_room_file, read_points
 
-    p = Path(path)
+    p = Path(path).expanduser()
     if p.is_dir():
         p = find_room_file(p)
     elif p.suffix.lower() != ".txt":
