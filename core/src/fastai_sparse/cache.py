@@ -13,12 +13,13 @@ rest:
   did not exist are recorded as absent, so a file added later (e.g. an aggregation) also makes
   the cache stale.
 - **freshness**: :meth:`CacheFormat.check` compares a cache file with its item now: another
-  version or option, a changed, added or removed source make it stale, with a reason per
-  difference. ``prepare`` rebuilds stale files; a dataset reading one through
+  version or option, a changed or added source, another list of sources make it stale, with a
+  reason per difference. ``prepare`` rebuilds stale files; a dataset reading one through
   :meth:`CacheFormat.load` gets a :class:`~fastai_sparse.errors.StaleCacheError` naming the file,
-  the reason and the command that rebuilds it (``CacheFormat.fix``). A cache whose recorded
-  sources are all gone (raw data deleted after ``prepare`` to save space) cannot be checked; it
-  is used as it is (status ``"unverified"``) and never deleted.
+  the reason and the command that rebuilds it (``CacheFormat.fix``). A cache some of whose
+  recorded sources are gone (raw data deleted after ``prepare`` to save space), the rest
+  unchanged, cannot be fully checked; it is used as it is (status ``"unverified"``, one warning
+  per folder) and never deleted.
 - **atomic writes**: a cache file is written through :func:`fastai_sparse.files.atomic_path`
   (re-exported here): a temporary name unique to the writing process
   (``.<name>.<pid>-<random>.tmp``), renamed into place when complete, so a reader never sees a
@@ -262,8 +263,8 @@ class CacheItem:
 @dataclass
 class CacheCheck:
     """The state of one cache file against its item: ``status`` is ``"missing"`` (no file),
-    ``"fresh"``, ``"stale"`` (``reasons`` says why) or ``"unverified"`` (every recorded source is
-    gone, so it cannot be checked; it is used as it is)."""
+    ``"fresh"``, ``"stale"`` (``reasons`` says why) or ``"unverified"`` (some recorded sources
+    are gone, the others unchanged: it cannot be fully checked and is used as it is)."""
 
     item: CacheItem
     status: str
@@ -383,11 +384,9 @@ class CacheFormat:
         reasons += [f"source {rel} is no longer among its sources" for rel in old]
         if reasons:
             return CacheCheck(item, "stale", reasons)
-        present = [s for s in recorded.get("sources", []) if not s.get("absent")]
-        if gone and gone == len(present):
-            return CacheCheck(item, "unverified", ["its sources are gone, it cannot be checked"])
-        if gone:
-            return CacheCheck(item, "stale", [f"{gone} of its {len(present)} sources are missing now"])
+        if gone:  # nothing changed that can be seen: what is left matches
+            present = sum(not s.get("absent") for s in recorded.get("sources", []))
+            return CacheCheck(item, "unverified", [f"{gone} of its {present} source files are gone"])
         return CacheCheck(item, "fresh")
 
     def check(self, item: CacheItem) -> CacheCheck:
@@ -411,6 +410,8 @@ class CacheFormat:
                 state = self.compare(item, rec) if check else CacheCheck(item, "fresh")
                 if not state.usable:
                     raise self.stale_error(state)
+                if state.status == "unverified":
+                    _warn_unverified(item.path)
                 return {k: z[k] for k in z.files if k != RECORD_KEY}
         except FileNotFoundError:
             return None
@@ -428,6 +429,20 @@ class CacheFormat:
             + "; ".join(state.reasons)
             + f"; {fix} to rebuild it (prepare rebuilds exactly the stale files)",
             path=state.item.path,
+        )
+
+
+_UNVERIFIED_WARNED: set[Path] = set()
+
+
+def _warn_unverified(path: Path) -> None:
+    """One warning per cache folder and process: its files are used unchecked."""
+    if path.parent not in _UNVERIFIED_WARNED:
+        _UNVERIFIED_WARNED.add(path.parent)
+        warnings.warn(
+            f"{path.parent}: cache files whose source files are gone are used without checking them "
+            f"(first: {path.name}); restore the raw files to have them checked",
+            stacklevel=3,
         )
 
 

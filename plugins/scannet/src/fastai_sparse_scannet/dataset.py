@@ -13,7 +13,7 @@ from fastai_sparse.geometry import Boxes, PointCloud
 
 from .boxes import align_points, instance_boxes
 from .constants import SPLIT_FILES
-from .prepare import cache_path, read_cache, scene_arrays
+from .prepare import cache_format, cache_path, default_scene_dir, scene_arrays, scene_item
 from .reader import (
     LABEL_SOURCES,
     default_label_table_path,
@@ -39,13 +39,15 @@ class ScanNetScenes(Sequence):
     (:class:`~fastai_sparse.geometry.Boxes`, 18 detection classes) when ``boxes``; meta ``id``
     (scene id), ``path`` (its ``_vh_clean_2.ply``), ``split``, ``nyu40`` (int64 [N] NYU40 ids).
 
-    Items come from the cache written by :func:`~fastai_sparse_scannet.prepare.prepare` when a
-    complete one made with the same options is there (``cache``, default ``ROOT/cache``), else
-    from the raw files (validated the same way).
+    Items come from the cache written by :func:`~fastai_sparse_scannet.prepare.prepare`
+    (``cache``, default ``ROOT/cache``) when a scene has a cache file, else from the raw files
+    (validated the same way). A cache file that no longer matches what it was made from (a
+    source file edited since, other options, an older version) raises
+    :class:`~fastai_sparse.errors.StaleCacheError` with the ``prepare`` command that rebuilds it.
 
     Args:
         root: the data root. split: split name. cache: cache folder.
-        label_source, label_table: see :func:`~fastai_sparse_scannet.reader.read_scene`.
+        label_source, label_table, check_labels: see :func:`~fastai_sparse_scannet.reader.read_scene`.
         split_file: the split list (default: found in the root).
         scenes: explicit scene ids instead of a split list. limit: keep the first ``limit`` scenes.
         boxes: build detection boxes (needs aggregation + segments + label table).
@@ -60,6 +62,7 @@ class ScanNetScenes(Sequence):
         *,
         label_source: str = "nyu40",
         label_table: str | Path | None = None,
+        check_labels: bool = True,
         split_file: str | Path | None = None,
         scenes: Sequence[str] | None = None,
         limit: int | None = None,
@@ -75,6 +78,7 @@ class ScanNetScenes(Sequence):
         self.cache = Path(cache) if cache is not None else self.root / "cache"
         self.label_source, self.normals, self.boxes = label_source, bool(normals), bool(boxes)
         self.min_box_size = float(min_box_size)
+        self.check_labels = bool(check_labels)
         self._tsv = Path(label_table) if label_table is not None else default_label_table_path(self.root)
         self._table = None
         ids = list(scenes) if scenes is not None else read_split(self.root, self.split, split_file)
@@ -91,8 +95,9 @@ class ScanNetScenes(Sequence):
                     path=list_file,
                 )
             self.scenes.append(s)
-            self.dirs.append(d if d is not None else self.root / "scans" / s)
+            self.dirs.append(d if d is not None else default_scene_dir(self.root, s, self.split))
         self.labelled = self.split != "test"
+        self._format = cache_format(self.root, label_source=label_source, normals=self.normals)
 
     def __repr__(self) -> str:
         return f"ScanNetScenes(root={str(self.root)!r}, split={self.split!r}, scenes={len(self)})"
@@ -109,20 +114,33 @@ class ScanNetScenes(Sequence):
     def arrays(self, i: int) -> dict[str, np.ndarray]:
         """The cached arrays of scene ``i`` (read from the raw files when no valid cache)."""
         scene = self.scenes[i]
-        arrays = read_cache(cache_path(self.cache, scene), label_source=self.label_source)
-        if (
-            arrays is not None
-            and (not self.normals or "normals" in arrays)
-            and (not self.labelled or "labels" in arrays)
-        ):
-            return arrays
-        return scene_arrays(
+        item = scene_item(
+            self.root,
+            scene,
             self.dirs[i],
-            label_source=self.label_source,
-            table=self.table,
-            normals=self.normals,
-            labels=True if self.labelled else None,
+            self.cache,
+            labelled=self.labelled,
+            label_table=self._tsv,
+            check_labels=self.check_labels,
         )
+        arrays = self._format.load(item)
+        if arrays is None:
+            return scene_arrays(
+                self.dirs[i],
+                label_source=self.label_source,
+                table=self.table,
+                normals=self.normals,
+                labels=True if self.labelled else None,
+                check_labels=self.check_labels,
+            )
+        if self.labelled and "labels" not in arrays:
+            raise DataFormatError(
+                f"scene {scene}: the cache file has no labels (its scene had no labels file when it was "
+                f"prepared), but split {self.split!r} needs them; add the labels and run `{self._format.fix}`",
+                path=item.path,
+                field="labels",
+            )
+        return arrays
 
     def __getitem__(self, i: int) -> PointCloud:
         if isinstance(i, slice):

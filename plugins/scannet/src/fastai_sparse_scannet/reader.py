@@ -36,6 +36,7 @@ __all__ = [
     "LABEL_SOURCES",
     "LabelTable",
     "ScanNetScene",
+    "check_label_source",
     "find_scene_dir",
     "read_aggregation",
     "read_axis_alignment",
@@ -408,6 +409,7 @@ def read_scene(
     instances: bool | None = None,
     table: LabelTable | None = None,
     on_unknown: str = "warn",
+    check_labels: bool = True,
 ) -> ScanNetScene:
     """Read one scene folder and validate it.
 
@@ -421,16 +423,17 @@ def read_scene(
     on_unknown: with ``"raw-id"``, what to do with raw ids absent from the table's ``id`` column:
         ``"warn"`` (default: a warning naming the ids and the vertex count; those vertices become
         0, unannotated, hence ignored) or ``"error"``.
+    check_labels: check that the labels PLY holds what ``label_source`` says (see
+        :func:`check_label_source`); a contradiction raises DataFormatError naming the fix.
     """
     if on_unknown not in ("warn", "error"):
         raise ValueError(f"on_unknown must be 'warn' or 'error', got {on_unknown!r}")
-    d = Path(scene_dir)
-    scene = d.name
     if label_source not in LABEL_SOURCES:
         raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {label_source!r}")
+    d = Path(scene_dir)
+    scene = d.name
     files = scene_files(d, scene)
     mesh = read_mesh_ply(files["mesh"], scene=scene)
-    n = len(mesh["xyz"])
     out = ScanNetScene(scene, mesh["xyz"], mesh["rgb"], mesh["faces"], path=files["mesh"])
     out.axis_align = read_axis_alignment(files["meta"], scene)
 
@@ -442,74 +445,188 @@ def read_scene(
         )
     if labels and label_source == "aggregation":
         instances = True
-
     if instances:
-        seg = read_segs(files["segs"], scene)
-        _check_count(scene, files["segs"], "segIndices", len(seg), n, files["mesh"])
-        groups = read_aggregation(files["aggregation"], scene)
-        uniq, seg_row = np.unique(seg, return_inverse=True)
-        seg_obj = np.full(len(uniq), -1, np.int64)
-        for g in groups:
-            rows = np.searchsorted(uniq, np.asarray(g["segments"], np.int64))
-            ok = rows < len(uniq)
-            ok[ok] = uniq[rows[ok]] == np.asarray(g["segments"], np.int64)[ok]
-            seg_obj[rows[ok]] = g["objectId"]
-            if table is not None:
-                if g["label"] not in table.raw_to_nyu40:
-                    raise DataFormatError(
-                        f"scene {scene}: object {g['objectId']} has label {g['label']!r}, which is not a "
-                        f"raw_category of the label table {table.path}",
-                        path=files["aggregation"],
-                        field="label",
-                    )
-                out.instance_nyu40[g["objectId"]] = table.raw_to_nyu40[g["label"]]
-        out.instance = seg_obj[seg_row]
-
+        out.instance, out.instance_nyu40 = _read_instances(scene, files, len(out), table)
     if labels:
         if label_source == "aggregation":
             if table is None:
                 raise ValueError("label_source='aggregation' needs the label table (table=)")
-            lut = np.zeros(max(out.instance_nyu40, default=0) + 2, np.int64)
-            for oid, nyu in out.instance_nyu40.items():
-                lut[oid] = nyu
-            nyu40 = np.where(out.instance >= 0, lut[np.maximum(out.instance, 0)], 0)
+            nyu40 = _aggregation_nyu40(out)
         else:
-            lab = read_mesh_ply(files["labels"], labels=True, scene=scene)
-            _check_count(scene, files["labels"], "the labels PLY", len(lab["xyz"]), n, files["mesh"])
-            raw = lab["label"]
-            if label_source == "nyu40":
-                bad = (raw < 0) | (raw > 40)
-                if bad.any():
-                    vals = np.unique(raw[bad])
-                    raise DataFormatError(
-                        f"scene {scene}: {int(bad.sum())} vertices have label values above 40 "
-                        f"({len(np.unique(raw))} distinct values, max {int(raw.max())}, e.g. "
-                        f"{vals[:5].tolist()}); expected NYU40 ids 0..40. This looks like the older "
-                        "variant holding raw ScanNet category ids: pass label_source='raw-id' to map "
-                        "them through the label table's id -> nyu40id",
-                        path=files["labels"],
-                        field="label",
-                    )
-                nyu40 = raw
-            else:
-                if table is None:
-                    raise ValueError("label_source='raw-id' needs the label table (table=)")
-                mapped = table.id_lookup()[np.clip(raw, 0, 65535)]
-                bad = mapped < 0
-                if bad.any():
-                    vals = np.unique(raw[bad]).tolist()
-                    msg = (
-                        f"scene {scene}: {int(bad.sum())} vertices carry raw category ids {vals[:10]} that "
-                        f"are not in the id column of the label table {table.path}"
-                    )
-                    if on_unknown == "error":
-                        raise DataFormatError(msg, path=files["labels"], field="label")
-                    warnings.warn(
-                        f"{files['labels']}: {msg}; they are treated as unannotated (ignored)", stacklevel=2
-                    )
-                    mapped = np.where(bad, 0, mapped)
-                out.unmapped = int(bad.sum())
-                nyu40 = mapped
+            raw = _read_label_ply(scene, files, len(out))
+            if check_labels:
+                agg = _aggregation_nyu40(out) if out.instance is not None and table is not None else None
+                check_label_source(raw, label_source, table, out.xyz, agg, path=files["labels"], scene=scene)
+            nyu40, out.unmapped = _raw_to_nyu40(scene, files["labels"], raw, label_source, table, on_unknown)
         out.nyu40 = nyu40.astype(np.int64)
         out.labels = nyu40_to_benchmark(out.nyu40)
     return out
+
+
+def _read_instances(
+    scene: str, files: dict[str, Path], n: int, table: LabelTable | None
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Object id per vertex (int64 [N], -1 none) from segments + aggregation, and the NYU40 id
+    of every object (when the label table is given)."""
+    seg = read_segs(files["segs"], scene)
+    _check_count(scene, files["segs"], "segIndices", len(seg), n, files["mesh"])
+    groups = read_aggregation(files["aggregation"], scene)
+    uniq, seg_row = np.unique(seg, return_inverse=True)
+    seg_obj = np.full(len(uniq), -1, np.int64)
+    obj_nyu40: dict[int, int] = {}
+    for g in groups:
+        rows = np.searchsorted(uniq, np.asarray(g["segments"], np.int64))
+        ok = rows < len(uniq)
+        ok[ok] = uniq[rows[ok]] == np.asarray(g["segments"], np.int64)[ok]
+        seg_obj[rows[ok]] = g["objectId"]
+        if table is not None:
+            if g["label"] not in table.raw_to_nyu40:
+                raise DataFormatError(
+                    f"scene {scene}: object {g['objectId']} has label {g['label']!r}, which is not a "
+                    f"raw_category of the label table {table.path}",
+                    path=files["aggregation"],
+                    field="label",
+                )
+            obj_nyu40[g["objectId"]] = table.raw_to_nyu40[g["label"]]
+    return seg_obj[seg_row], obj_nyu40
+
+
+def _aggregation_nyu40(s: ScanNetScene) -> np.ndarray:
+    """NYU40 id per vertex from the objects of the aggregation (0 outside every object)."""
+    lut = np.zeros(max(s.instance_nyu40, default=0) + 2, np.int64)
+    for oid, nyu in s.instance_nyu40.items():
+        lut[oid] = nyu
+    return np.where(s.instance >= 0, lut[np.clip(s.instance, 0, len(lut) - 1)], 0)
+
+
+def _read_label_ply(scene: str, files: dict[str, Path], n: int) -> np.ndarray:
+    """The raw ``label`` values (int64 [N]) of the labels PLY, whose vertices must match the mesh."""
+    lab = read_mesh_ply(files["labels"], labels=True, scene=scene)
+    _check_count(scene, files["labels"], "the labels PLY", len(lab["xyz"]), n, files["mesh"])
+    return lab["label"]
+
+
+def _raw_to_nyu40(
+    scene: str, path: Path, raw: np.ndarray, label_source: str, table: LabelTable | None, on_unknown: str
+) -> tuple[np.ndarray, int]:
+    """NYU40 ids from the label PLY's values, and the count of vertices whose raw id is unknown."""
+    if label_source == "nyu40":
+        _check_nyu40_range(scene, path, raw)
+        return raw, 0
+    if table is None:
+        raise ValueError("label_source='raw-id' needs the label table (table=)")
+    mapped = table.id_lookup()[np.clip(raw, 0, 65535)]
+    bad = mapped < 0
+    if bad.any():
+        vals = np.unique(raw[bad]).tolist()
+        msg = (
+            f"scene {scene}: {int(bad.sum())} vertices carry raw category ids {vals[:10]} that "
+            f"are not in the id column of the label table {table.path}"
+        )
+        if on_unknown == "error":
+            raise DataFormatError(msg, path=path, field="label")
+        warnings.warn(f"{path}: {msg}; they are treated as unannotated (ignored)", stacklevel=3)
+        mapped = np.where(bad, 0, mapped)
+    return mapped, int(bad.sum())
+
+
+def _check_nyu40_range(scene: str | None, path: Path, raw: np.ndarray) -> None:
+    bad = (raw < 0) | (raw > 40)
+    if bad.any():
+        vals = np.unique(raw[bad])
+        raise DataFormatError(
+            (f"scene {scene}: " if scene else "") + f"{int(bad.sum())} vertices have label values above 40 "
+            f"({len(np.unique(raw))} distinct values, max {int(raw.max())}, e.g. "
+            f"{vals[:5].tolist()}); expected NYU40 ids 0..40. This looks like the older "
+            "variant holding raw ScanNet category ids: pass label_source='raw-id' (on the command "
+            "line: -O label_source=raw-id) to map them through the label table's id -> nyu40id",
+            path=path,
+            field="label",
+        )
+
+
+#: NYU40 id of the floor, the class :func:`check_label_source` locates.
+_FLOOR = 2
+
+
+def _floor_at_bottom(nyu40: np.ndarray, z: np.ndarray) -> bool | None:
+    """Whether the vertices labelled floor lie at the bottom of the scene: their median height
+    within the lowest 10 % of the scene's height range (1st to 99th percentile); None when
+    fewer than 0.5 % of the vertices (and fewer than 50) are floor, i.e. nothing to judge."""
+    floor = nyu40 == _FLOOR
+    if floor.sum() < max(50, 0.005 * len(z)):
+        return None
+    lo, hi = np.percentile(z, [1, 99])
+    return bool(np.median(z[floor]) <= lo + 0.1 * max(hi - lo, 1e-6))
+
+
+def check_label_source(
+    raw: np.ndarray,
+    label_source: str,
+    table: LabelTable | None,
+    xyz: np.ndarray,
+    aggregation_nyu40: np.ndarray | None = None,
+    *,
+    path: str | Path | None = None,
+    scene: str | None = None,
+) -> None:
+    """Raise DataFormatError when a labels PLY's values contradict ``label_source``.
+
+    A labels PLY holds NYU40 ids (``"nyu40"``, ScanNet v2) or raw category ids (``"raw-id"``,
+    older copies); read the wrong way, about half the labels change without any other sign.
+    The evidence, strongest first:
+
+    1. with ``"nyu40"``, values above 40 (raw ids go up to 1357);
+    2. the aggregation (``aggregation_nyu40``: NYU40 id per vertex from the annotated objects,
+       from which ScanNet made the labels PLY): on the annotated vertices, the file read as
+       declared agrees with it for under half of them and read the other way for over 80 %;
+    3. the floor (NYU40 2), which every room has at its bottom: read as declared, the floor
+       vertices are missing or not at the bottom, read the other way they are.
+
+    ``table`` (the label table) is needed for 2 and 3; without it only 1 is checked.
+    """
+    raw = np.asarray(raw, np.int64)
+    if label_source == "nyu40":
+        _check_nyu40_range(scene, Path(path) if path is not None else Path("<labels>"), raw)
+    if table is None or label_source not in ("nyu40", "raw-id"):
+        return
+    lut = table.id_lookup()
+    as_raw = lut[np.clip(raw, 0, 65535)]
+    as_raw = np.where(as_raw < 0, 0, as_raw)
+    as_nyu = np.where((raw >= 0) & (raw <= 40), raw, 0)
+    declared, other = (as_nyu, as_raw) if label_source == "nyu40" else (as_raw, as_nyu)
+    other_name = "raw-id" if label_source == "nyu40" else "nyu40"
+    what = {"nyu40": "NYU40 ids", "raw-id": "raw ScanNet category ids"}
+    pre = f"scene {scene}: " if scene else ""
+    fix = (
+        f"the file holds {what[other_name]}: pass label_source={other_name!r} (on the command line: "
+        f"-O label_source={other_name}); check_labels=False skips this check"
+    )
+    if aggregation_nyu40 is not None:
+        annotated = (np.asarray(aggregation_nyu40) > 0) & (raw > 0)
+        if annotated.sum() >= 50:
+            agree = float((declared[annotated] == aggregation_nyu40[annotated]).mean())
+            agree_other = float((other[annotated] == aggregation_nyu40[annotated]).mean())
+            if agree < 0.5 and agree_other > 0.8:
+                raise DataFormatError(
+                    f"{pre}read as {what[label_source]} (label_source={label_source!r}) the labels agree "
+                    f"with the aggregation on {agree:.0%} of the annotated vertices, read as "
+                    f"{what[other_name]} on {agree_other:.0%}; {fix}",
+                    path=path,
+                    field="label",
+                )
+            return  # the aggregation is the stronger evidence: it did not object
+    z = np.asarray(xyz)[:, 2]
+    if _floor_at_bottom(declared, z) is not True and _floor_at_bottom(other, z) is True:
+        n_floor = int((declared == _FLOOR).sum())
+        where = (
+            "no vertex is floor"
+            if n_floor == 0
+            else f"the {n_floor} floor vertices are not at the bottom of the scene"
+        )
+        raise DataFormatError(
+            f"{pre}read as {what[label_source]} (label_source={label_source!r}) {where}, read as "
+            f"{what[other_name]} the floor (NYU40 2) lies at the bottom as in every room; {fix}",
+            path=path,
+            field="label",
+        )
