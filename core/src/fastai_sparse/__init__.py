@@ -32,6 +32,7 @@ _LAZY = {
     "list_target_types": "registry",
     "reload_plugins": "registry",
     "Task": "task",
+    "TaskOption": "task",
     # errors
     "FastaiSparseError": "errors",
     "UnknownNameError": "errors",
@@ -44,6 +45,7 @@ _LAZY = {
     "NonFiniteLossError": "errors",
     "EmptyDatasetError": "errors",
     "StaleCacheError": "errors",
+    "OptionError": "errors",
     # data
     "PointCloud": "geometry",
     "Mesh": "geometry",

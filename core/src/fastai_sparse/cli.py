@@ -371,6 +371,73 @@ def models(pattern: str, in_channels: int, as_json: bool):
     )
 
 
+# -- dataset options (-O NAME=VALUE) ---------------------------------------------------------
+class _TaskCommand(click.Command):
+    """A command whose first argument is a TASK: ``CMD TASK --help`` also lists the dataset
+    options TASK declares (``CMD --help`` alone stays fast: it loads no plugin)."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["fastai_sparse.help_task"] = self._first_argument(args)
+        return super().parse_args(ctx, args)
+
+    def _first_argument(self, args: list[str]) -> str | None:
+        takes_value = {
+            o for p in self.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts
+        }
+        skip = False
+        for a in args:
+            if skip:
+                skip = False
+            elif a == "--":
+                break
+            elif a.startswith("-"):
+                skip = a in takes_value
+            else:
+                return a
+        return None
+
+    def format_epilog(self, ctx, formatter):
+        super().format_epilog(ctx, formatter)
+        name = ctx.meta.get("fastai_sparse.help_task")
+        with formatter.section("Dataset options (-O NAME=VALUE, repeatable)"):
+            if name is None:
+                formatter.write_text(f"`fastai-sparse {self.name} TASK --help` lists the ones TASK declares.")
+                return
+            try:
+                task = _registry().get("task", name)
+            except Exception as exc:  # an unknown task: say so in the help, not as a traceback
+                formatter.write_text(str(exc))
+                return
+            opts = [o for o in task.options if self.name in o.commands]
+            if not opts:
+                formatter.write_text(f"task {name!r} declares none for {self.name}.")
+                return
+            formatter.write_dl(
+                [(o.describe().partition(":")[0], o.describe().partition(": ")[2]) for o in opts]
+            )
+
+
+def _dataset_option(func):
+    return click.option(
+        "-O",
+        "--option",
+        "options",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A dataset option TASK declares (repeatable; `TASK --help` lists them).",
+    )(func)
+
+
+def _task_options(task, pairs, command: str) -> dict:
+    """The declared dataset options given as ``-O NAME=VALUE``; a usage error otherwise."""
+    from .errors import OptionError
+
+    try:
+        return task.parse_options(pairs, command)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint="'-O' / '--option'") from None
+
+
 # -- work ------------------------------------------------------------------------------------
 @main.command()
 @click.option(
@@ -393,7 +460,7 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
     click.echo(f"report: {summary['report']}")
 
 
-@main.command()
+@main.command(cls=_TaskCommand)
 @click.argument("task_name", metavar="TASK")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="Dataset folder (real datasets).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default: runs/TASK).")
@@ -404,12 +471,14 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(task_name, root, out, epochs, bs, lr, workers, seed, resume, quiet):
+@_dataset_option
+def train(task_name, root, out, epochs, bs, lr, workers, seed, resume, quiet, options):
     """Train TASK, checkpointing every epoch."""
     from .registry import get_task
     from .training import train_task
 
     task = get_task(task_name)
+    dataset_options = _task_options(task, options, "train")
     result = train_task(
         task,
         root=root,
@@ -421,11 +490,12 @@ def train(task_name, root, out, epochs, bs, lr, workers, seed, resume, quiet):
         seed=seed,
         resume=resume,
         quiet=quiet,
+        dataset_kwargs=dataset_options or None,
     )
     click.echo(json.dumps(result.get("metrics", {}), indent=2, default=str))
 
 
-@main.command()
+@main.command(cls=_TaskCommand)
 @click.argument("task_name", metavar="TASK")
 @click.option(
     "--root",
@@ -438,14 +508,35 @@ def train(task_name, root, out, epochs, bs, lr, workers, seed, resume, quiet):
 )
 @click.option("--jobs", "-j", type=int, default=2, show_default=True, help="Parallel worker processes.")
 @click.option("--skip-bad", is_flag=True, help="Skip invalid items with a warning and a count at the end.")
-def prepare(task_name, root, out, jobs, skip_bad):
-    """Convert TASK's raw files to cached arrays (resumable)."""
+@click.option(
+    "--force", is_flag=True, help="Rebuild every cache file, also those that still match their sources."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_dataset_option
+def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
+    """Convert TASK's raw files to cached arrays.
+
+    Resumable: files that still match their sources are kept, missing and out-of-date ones
+    (sources edited, other options, an older version) are made. Safe to run twice at once.
+    """
+    import inspect
+
     from .registry import get_task
 
     task = get_task(task_name)
     if task.prepare is None:
-        raise click.ClickException(f"task {task_name!r} has nothing to prepare: it reads its data directly")
-    summary = task.prepare(root, out=out, jobs=jobs, skip_bad=skip_bad)
+        raise click.UsageError(f"task {task_name!r} has nothing to prepare: it reads its data directly")
+    if jobs < 1:
+        raise click.BadParameter(f"{jobs} worker processes; expected 1 or more", param_hint="'--jobs'")
+    kwargs = {"out": out, "jobs": jobs, "skip_bad": skip_bad, **_task_options(task, options, "prepare")}
+    params = inspect.signature(task.prepare).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for flag, value in (("force", force), ("quiet", quiet)):
+        if value and not (takes_any or flag in params):
+            raise click.UsageError(f"task {task_name!r}: its prepare does not support --{flag}")
+        if value:
+            kwargs[flag] = True
+    summary = task.prepare(root, **kwargs)
     click.echo(json.dumps(summary, indent=2, default=str))
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "FastaiSparseError",
     "InputFileError",
     "NonFiniteLossError",
+    "OptionError",
     "OutputConflictError",
     "OutputExistsError",
     "PathError",
@@ -92,6 +93,11 @@ class DataFormatError(FastaiSparseError, ValueError):
 class StaleCacheError(DataFormatError):
     """A prepared cache file does not match what it was made from (its sources changed, or it
     was made by another version or with other options); the message says how to rebuild it."""
+
+
+class OptionError(FastaiSparseError, ValueError):
+    """A dataset option given to a task (``-O key=value`` on the command line) is not one the
+    task declares, or its value is not of the declared kind."""
 
 
 class ShapeError(FastaiSparseError, ValueError):

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import FastaiSparseError
+from .errors import FastaiSparseError, OptionError
 
-__all__ = ["DEFAULTS", "Task"]
+__all__ = ["DEFAULTS", "Task", "TaskOption"]
 
 #: Default hyper-parameters; a task overrides any of them in ``Task.defaults``.
 DEFAULTS: dict[str, Any] = {"bs": 8, "epochs": 10, "lr": 1e-3, "tta": 0, "num_workers": 0}
@@ -40,6 +40,62 @@ def _describe(obj: Any) -> str:
         return repr(obj) if len(repr(obj)) < 100 else f"<{type(obj).__name__} {name!r}>"
     r = repr(obj)
     return r if len(r) < 100 else f"<{getattr(obj, '__qualname__', type(obj).__name__)}>"
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A dataset option a user may set from the command line: ``-O name=value`` on ``prepare``
+    and ``train`` (``fastai-sparse prepare TASK --help`` lists a task's options).
+
+    name: the keyword given to the task's ``prepare`` and dataset factory (``"label_source"``).
+    help: one line. type: ``str``, ``int``, ``float``, ``bool`` (``true/false/yes/no/1/0``) or
+    ``pathlib.Path``. choices: the allowed values (strings), if limited. default: shown in the
+    help only (the function's own default applies when the option is not given). commands: where
+    it applies, ``("prepare", "train")`` by default.
+
+    >>> TaskOption("label_source", "where labels come from", choices=("nyu40", "raw-id")).parse("raw-id")
+    'raw-id'
+    """
+
+    name: str
+    help: str = ""
+    type: type = str
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    commands: tuple[str, ...] = ("prepare", "train")
+
+    def parse(self, text: str) -> Any:
+        """The value of ``text`` (a command-line string) as this option's type; OptionError if not."""
+        text = str(text).strip()
+        if self.choices:
+            if text not in self.choices:
+                raise OptionError(f"option {self.name}={text!r}: expected one of {', '.join(self.choices)}")
+            return text
+        if self.type is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise OptionError(f"option {self.name}={text!r}: expected true or false")
+        if self.type in (int, float):
+            try:
+                return self.type(text)
+            except ValueError:
+                kind = "an integer" if self.type is int else "a number"
+                raise OptionError(f"option {self.name}={text!r}: expected {kind}") from None
+        if self.type is Path:
+            return Path(text).expanduser()
+        return text
+
+    def describe(self) -> str:
+        """``name=VALUE  help (one of ...; default ...)`` for help texts."""
+        kind = "|".join(self.choices) if self.choices else getattr(self.type, "__name__", "str").lower()
+        default = str(self.default).lower() if isinstance(self.default, bool) else self.default
+        extra = [f"default {default}"] if self.default is not None else []
+        return f"{self.name}={kind}: {self.help}" + (f" ({'; '.join(extra)})" if extra else "")
 
 
 @dataclass(eq=False, repr=False)
@@ -77,6 +133,8 @@ class Task:
         read_input: optional ``read_input(path) -> PointCloud | Mesh`` used by prediction to
             read a user's file (e.g. to find a ShapeNet shape's category from its folder);
             default :func:`fastai_sparse.io.load`.
+        options: the dataset options a user may set from the command line
+            (:class:`TaskOption`; ``-O name=value`` on ``prepare`` and ``train``).
     """
 
     name: str
@@ -101,8 +159,10 @@ class Task:
     class_colors: Any = None
     label_values: Sequence[int] | None = None
     read_input: Callable | None = None
+    options: Sequence[TaskOption] = ()
 
     def __post_init__(self):
+        self.options = tuple(self.options)
         self.defaults = {**DEFAULTS, **dict(self.defaults)}
         self.model_kwargs = dict(self.model_kwargs)
         self.head_kwargs = dict(self.head_kwargs)
@@ -129,9 +189,37 @@ class Task:
             ("metrics", repr(list(self.metric_names))),
             ("defaults", repr(dict(self.defaults))),
         ]
+        if self.options:
+            rows.append(("options", ", ".join(o.name for o in self.options)))
         return "\n".join(lines + [f"  {k}: {v}" for k, v in rows]) + "\n)"
 
     # -- pieces ---------------------------------------------------------------------------------
+    def parse_options(self, pairs: Sequence[str], command: str = "train") -> dict[str, Any]:
+        """``{name: value}`` from ``["name=value", ...]`` (``-O`` on the command line), checked
+        against :attr:`options` declared for ``command``; OptionError names what is wrong and
+        the declared options. Dashes in names are read as underscores."""
+        declared = {o.name: o for o in self.options if command in o.commands}
+
+        def known() -> str:
+            if not declared:
+                return f"task {self.name!r} declares no dataset options for {command}"
+            return f"the options of {self.name!r} for {command}: " + "; ".join(
+                o.describe() for o in declared.values()
+            )
+
+        out: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, value = str(pair).partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or not key:
+                raise OptionError(f"option {pair!r}: expected NAME=VALUE; {known()}")
+            if key not in declared:
+                raise OptionError(f"unknown option {key!r}; {known()}")
+            if key in out:
+                raise OptionError(f"option {key!r} is given twice")
+            out[key] = declared[key].parse(value)
+        return out
+
     @property
     def metric_names(self) -> list[str]:
         return list(self.metrics if self.metrics is not None else getattr(self.target, "metrics", ()))

@@ -130,6 +130,7 @@ def train_task(
     out.mkdir(parents=True, exist_ok=True)
     asked = {"epochs": epochs, "bs": bs, "lr": lr, "seed": seed}
     state = _run_state(task, out, root, asked, resume)
+    dataset_kwargs = _dataset_options(state, dataset_kwargs, resume)
     d = state.data
     start = state.finished if resume else 0
     learn, run_cbs = _learner_for_run(task, state, root, num_workers, start, resume, quiet, dataset_kwargs)
@@ -189,6 +190,24 @@ def _run_state(task, out: Path, root: str | Path | None, asked: dict, resume: bo
     )
     state.save()
     return state
+
+
+def _dataset_options(state: RunState, given: dict | None, resume: bool) -> dict:
+    """The dataset options of the run: recorded in ``run.json`` when it starts; a resumed run
+    uses the recorded ones (giving others is an error: the data would change under the run)."""
+    given = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in (given or {}).items()}
+    recorded = state.data.get("dataset_options")
+    if resume and recorded is not None:
+        if given and given != recorded:
+            raise FastaiSparseError(
+                f"{state.out}: the run was started with dataset options {recorded}; resuming with {given} "
+                "would change its data (omit -O to keep the recorded ones)"
+            )
+        return dict(recorded)
+    if given or recorded is None:
+        state.data["dataset_options"] = given
+        state.save()
+    return given
 
 
 def _learner_for_run(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastai_sparse.registry import Factory
-from fastai_sparse.task import Task
+from fastai_sparse.task import Task, TaskOption
 
 from .constants import BENCHMARK_COLORS, BENCHMARK_IDS, BENCHMARK_NAMES, DET_IDS, DET_NAMES
 
@@ -69,6 +69,29 @@ def fixture(directory: str | Path) -> Path:
     return make_fixture(Path(directory) / "scannet", vertices=1500)
 
 
+#: The dataset options a user may set from the command line (``-O name=value``).
+OPTIONS = (
+    TaskOption(
+        "label_source",
+        "where per-vertex labels come from: the labels PLY holding NYU40 ids (ScanNet v2), the labels "
+        "PLY holding raw category ids (older copies), or the aggregation + segments",
+        choices=("nyu40", "raw-id", "aggregation"),
+        default="nyu40",
+    ),
+    TaskOption("label_table", "the label table (default ROOT/scannetv2-labels.combined.tsv)", type=Path),
+    TaskOption(
+        "check_labels",
+        "check that the labels PLY holds what label_source says (false: trust it)",
+        type=bool,
+        default=True,
+    ),
+    TaskOption("normals", "also store / read vertex normals", type=bool, default=False),
+    TaskOption(
+        "limit", "use only the first N scenes of each split (quick runs)", type=int, commands=("train",)
+    ),
+)
+
+
 def _prepare(root, out=None, jobs=2, skip_bad=False, **kwargs):
     from .prepare import prepare
 
@@ -96,6 +119,7 @@ def seg_task(name: str, scale: float, model: str, defaults: dict, description: s
         fixture=fixture,
         class_colors=BENCHMARK_COLORS.copy(),
         label_values=list(BENCHMARK_IDS),
+        options=OPTIONS,
     )
 
 
@@ -149,4 +173,5 @@ def detection_task(head: str, scale: float = 20.0, model: str = "unet-m16") -> T
         prepare=_prepare,
         fixture=fixture,
         label_values=list(DET_IDS),
+        options=OPTIONS,
     )
