@@ -124,8 +124,12 @@ def register_backends(register):
     """Register sparse convolution backends: ``register(backend)``.
 
     ``backend`` is a :class:`fastai_sparse.engine.backends.Backend` instance with a unique
-    ``name`` (``torch``, ``spconv``, ``scn``) and an ``available()`` method; it is chosen
-    with ``backend=`` arguments or the ``FASTAI_SPARSE_BACKEND`` environment variable.
+    ``name`` (``torch``, ``spconv``, ``scn``) and an ``available()`` method, or a
+    ``Factory(name, "module:BackendClass")`` that builds one on first use (so registering
+    does not import torch); it is chosen with ``backend=`` arguments or the
+    ``FASTAI_SPARSE_BACKEND`` environment variable. The registry adds plugin backends to the
+    engine's table (:func:`fastai_sparse.engine.backends.add_backend`) when it loads the
+    plugins.
     """
 
 

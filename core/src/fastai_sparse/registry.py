@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import re
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable
@@ -192,7 +193,12 @@ class Registry:
     # -- queries ----------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> Any:
         try:
-            return self._items[kind][name][0]
+            obj, plugin = self._items[kind][name]
+            if kind == "backend" and isinstance(obj, Factory):
+                # a backend registered as a Factory is built on first use (importing its package)
+                obj = obj()
+                self._items[kind][name] = (obj, plugin)
+            return obj
         except KeyError:
             if kind not in self._items:
                 raise ValueError(
@@ -208,8 +214,21 @@ class Registry:
 
     def owner(self, kind: str, name: str) -> str:
         """The plugin that registered ``name``."""
-        self.get(kind, name)
+        if name not in self._items.get(kind, {}):
+            self.get(kind, name)  # raises the usual error
         return self._items[kind][name][1]
+
+    def _add_backends_to_engine(self) -> None:
+        """Add the backends plugins registered to the engine's table (see
+        :mod:`fastai_sparse.engine.backends`), each built on first use. Imports the engine (and
+        torch) only when a plugin other than the built-in one registered a backend."""
+        names = [n for n, (_, p) in self._items["backend"].items() if p != plugins.BUILTIN_NAME]
+        if not names:
+            return
+        from .engine.backends import add_backend
+
+        for name in names:
+            add_backend(name, lambda name=name: self.get("backend", name), replace=True)
 
 
 _lock = threading.RLock()
@@ -222,6 +241,7 @@ def default_registry() -> Registry:
     with _lock:
         if _default is None:
             _default = Registry.from_plugins(plugins.discovered())
+            _default._add_backends_to_engine()
         return _default
 
 
@@ -229,6 +249,12 @@ def reload_plugins() -> Registry:
     """Forget the loaded plugins and load them again (e.g. after changing the env var)."""
     global _default
     with _lock:
+        if _default is not None:
+            engine_backends = sys.modules.get("fastai_sparse.engine.backends")
+            if engine_backends is not None:  # the engine is loaded: drop the old plugin backends
+                for name in _default.list("backend"):
+                    if _default.owner("backend", name) != plugins.BUILTIN_NAME:
+                        engine_backends.remove_backend(name)
         _default = None
         plugins.forget()
         return default_registry()

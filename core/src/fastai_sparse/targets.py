@@ -3,7 +3,9 @@
 Each target type has ``name``, ``per`` ("point" or "sample"), ``num_outputs`` (channels the
 model's head must produce), ``check(cloud)`` (DataFormatError naming ``cloud.meta["path"]``),
 ``collate(clouds)``, ``loss_func()`` (a plain torch callable ``(pred, y) -> scalar``),
-``metrics`` (registry names) and ``decode(pred)``. Depends on torch and numpy only.
+``metrics`` (registry names) and ``decode(pred)``. Depends on torch and numpy only; torch is
+imported inside the methods that need it, so building a task (``fastai-sparse tasks``) does
+not load it.
 
 This module holds the base class and the per-point / per-sample label types (segmentation,
 classification, regression). The spatial target types (``VectorTarget``, ``BoundingBoxes``,
@@ -17,8 +19,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from .errors import DataFormatError
 from .geometry import PointCloud
@@ -143,11 +143,15 @@ class Segmentation(TargetType):
             )
 
     def collate(self, clouds):
+        import torch
+
         return torch.from_numpy(
             np.concatenate([np.asarray(c.attrs[self.key]) for c in clouds]).astype(np.int64)
         )
 
     def loss_func(self):
+        from torch import nn
+
         return nn.CrossEntropyLoss(ignore_index=self.ignore_index)
 
     def decode(self, pred):
@@ -188,9 +192,13 @@ class Classification(TargetType):
             )
 
     def collate(self, clouds):
+        import torch
+
         return torch.tensor([int(c.target) for c in clouds], dtype=torch.int64)
 
     def loss_func(self):
+        from torch import nn
+
         return nn.CrossEntropyLoss()
 
     def decode(self, pred):
@@ -254,9 +262,13 @@ class Regression(TargetType):
             )
 
     def collate(self, clouds):
+        import torch
+
         return torch.from_numpy(np.stack([self._value(c.target) for c in clouds]).astype(np.float32))
 
     def loss_func(self):
+        from torch import nn
+
         return nn.MSELoss() if self.loss == "mse" else nn.L1Loss()
 
 

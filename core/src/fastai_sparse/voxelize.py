@@ -15,7 +15,7 @@ import numpy as np
 from .errors import DataFormatError
 from .geometry import PointCloud
 
-__all__ = ["Voxelizer", "gather_features", "unvoxelize"]
+__all__ = ["PointFeatureVoxelizer", "Voxelizer", "gather_features", "unvoxelize"]
 
 _MODES = ("mean", "first", "random")
 
@@ -213,3 +213,23 @@ class Voxelizer:
                 pick = order.take(starts + (rng.random(m) * counts).astype(np.int64))
             feats = np.ascontiguousarray(pf.take(pick, axis=0), dtype=np.float32)
         return SparseSample(coords=coords, feats=feats, inverse=inverse, cloud=cloud)
+
+
+class PointFeatureVoxelizer(Voxelizer):
+    """A :class:`~fastai_sparse.voxelize.Voxelizer` that also keeps the per-point features
+    (``SparseSample.point_feats`` float32 [N, C], the same columns as the voxel features, which
+    are their per-voxel means with ``mode="mean"``), the input of a VoxelNet-style
+    :class:`~fastai_sparse.models.VFE` input stage (``Task(input_stage="vfe")``).
+    ``"xyz"`` is the point's position inside its voxel, in [0, 1) per axis."""
+
+    def __call__(self, cloud, rng=None):
+        sample = super().__call__(cloud, rng)
+        cols = []
+        for f in self.features:
+            if f == "xyz" and "xyz" not in cloud.attrs:
+                v = cloud.xyz.astype(np.float64) * self.scale
+                cols.append((v - np.floor(v)).astype(np.float32))
+            else:
+                cols.append(gather_features(cloud, [f]))
+        sample.point_feats = np.concatenate(cols, 1).astype(np.float32) if cols else None
+        return sample

@@ -16,11 +16,9 @@ _SYNTH = "fastai_sparse.builtin.synthetic"
 
 @hookimpl
 def register_backends(register):
-    from ..engine.backends import ScnBackend, SpconvBackend, TorchBackend
-
-    register(TorchBackend())
-    register(SpconvBackend())
-    register(ScnBackend())
+    # Factories: the engine (and torch) load only when a backend is asked for
+    for name, cls in (("torch", "TorchBackend"), ("spconv", "SpconvBackend"), ("scn", "ScnBackend")):
+        register(Factory(name, f"fastai_sparse.engine.backends:{cls}"))
 
 
 @hookimpl

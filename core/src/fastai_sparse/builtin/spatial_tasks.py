@@ -57,8 +57,8 @@ def boxes_det_task() -> Task:
 
 def boxes_det_vfe_task() -> Task:
     """The VoxelNet-style variant: VFE input stage on per-point features."""
-    from ..models.detection import PointFeatureVoxelizer
     from ..spatial.targets import BoundingBoxes
+    from ..voxelize import PointFeatureVoxelizer
 
     train, valid = _det_transforms()
     return Task(

@@ -22,7 +22,8 @@ position xyz, ``4:4+K`` heatmap logits, ``4+K:12+K`` regression (see :data:`REG_
 :class:`CenterDetectionLoss` assigns targets and computes the focal heatmap loss plus a
 smooth-L1 box regression loss; :func:`decode_detections` turns outputs into scored boxes
 with per-class non-maximum suppression. :class:`PointFeatureVoxelizer` keeps per-point
-features for a VoxelNet-style VFE input stage.
+features for a VoxelNet-style VFE input stage (it lives in :mod:`fastai_sparse.voxelize`, a
+data-side module, and is re-exported here).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from torch import nn
 
 from ..engine import SparseBatchNorm, SparseConv3d, SparseReLU, SparseTensor, SubMConv3d
 from ..errors import DataFormatError, ShapeError
-from ..voxelize import Voxelizer, gather_features
+from ..voxelize import PointFeatureVoxelizer  # moved to voxelize; importable here as before
 from .vfe import scatter_max
 
 __all__ = [
@@ -379,23 +380,3 @@ def decode_detections(
             }
         )
     return out
-
-
-class PointFeatureVoxelizer(Voxelizer):
-    """A :class:`~fastai_sparse.voxelize.Voxelizer` that also keeps the per-point features
-    (``SparseSample.point_feats`` float32 [N, C], the same columns as the voxel features, which
-    are their per-voxel means with ``mode="mean"``), the input of a VoxelNet-style
-    :class:`~fastai_sparse.models.VFE` input stage (``Task(input_stage="vfe")``).
-    ``"xyz"`` is the point's position inside its voxel, in [0, 1) per axis."""
-
-    def __call__(self, cloud, rng=None):
-        sample = super().__call__(cloud, rng)
-        cols = []
-        for f in self.features:
-            if f == "xyz" and "xyz" not in cloud.attrs:
-                v = cloud.xyz.astype(np.float64) * self.scale
-                cols.append((v - np.floor(v)).astype(np.float32))
-            else:
-                cols.append(gather_features(cloud, [f]))
-        sample.point_feats = np.concatenate(cols, 1).astype(np.float32) if cols else None
-        return sample

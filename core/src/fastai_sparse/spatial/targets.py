@@ -4,20 +4,24 @@ axes). Every spatial transform moves them with the points (``map_points``); thei
 in :mod:`fastai_sparse.spatial.metrics`, their heads and losses in
 :mod:`fastai_sparse.models.detection` and :mod:`fastai_sparse.models.keypoints`.
 
-Also importable from :mod:`fastai_sparse.targets`, where they used to live.
+Also importable from :mod:`fastai_sparse.targets`, where they used to live. torch is imported
+inside the methods that need it, so registering these types (``fastai-sparse plugins``) stays
+light.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import DataFormatError, ShapeError
 from ..geometry import Boxes, Keypoints, jacobian
 from ..targets import TargetType, _classes, _path, _short
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["BoundingBoxes", "KeypointTarget", "VectorTarget"]
 
@@ -61,6 +65,8 @@ class VectorTarget:
 def _point_xyz_input(clouds) -> dict[str, torch.Tensor]:
     """``{"point_xyz": float32 [N_total, 3]}``: the points' coordinates, which spatial heads use
     to place their predictions in the cloud's frame."""
+    import torch
+
     return {"point_xyz": torch.from_numpy(np.concatenate([c.xyz for c in clouds]).astype(np.float32))}
 
 
@@ -136,6 +142,8 @@ class BoundingBoxes(TargetType):
             )
 
     def collate(self, clouds):
+        import torch
+
         rows, labels, batch = [], [], []
         for i, c in enumerate(clouds):
             b = c.target
@@ -181,6 +189,8 @@ class BoundingBoxes(TargetType):
     def result_json(self, pred) -> dict[str, Any]:
         """``{"boxes": [{"center", "size", "yaw", "class", "score"}, ...]}`` for one sample's
         output [C_max, 12 + K] (what ``fastai-sparse predict`` writes)."""
+        import torch
+
         d = self.detections(torch.as_tensor(pred))[0]
         return {
             "boxes": [
@@ -197,6 +207,8 @@ class BoundingBoxes(TargetType):
 
     def check_output(self, out, x, y=None) -> None:
         """Raise ShapeError unless ``out`` is a CenterHead output for this target and batch."""
+        import torch
+
         bs = int(x["voxel_offsets"].shape[0]) - 1
         width = 12 + len(self.classes)
         if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[0] != bs or out.shape[2] != width:
@@ -299,6 +311,8 @@ class KeypointTarget(TargetType):
                 )
 
     def collate(self, clouds):
+        import torch
+
         counts = {len(c.target) for c in clouds}
         if len(counts) != 1 or counts != {len(self.names)}:
             raise ShapeError(
@@ -322,6 +336,8 @@ class KeypointTarget(TargetType):
 
     def split_output(self, pred) -> dict[str, torch.Tensor]:
         """``{"points": [B, K, 3], "axes": [B, K, 3] (with axes), "variance": [B, K]}``."""
+        import torch
+
         from ..models.keypoints import split_keypoint_output
 
         pred = torch.as_tensor(pred)
@@ -337,6 +353,8 @@ class KeypointTarget(TargetType):
 
     def result_json(self, pred) -> dict[str, Any]:
         """``{"keypoints": [{"name", "point", "axis"?}, ...]}`` for one sample's output."""
+        import torch
+
         kp = self.decode(torch.as_tensor(pred))[0]
         rows = []
         for i, name in enumerate(self.names):
@@ -348,6 +366,8 @@ class KeypointTarget(TargetType):
 
     def check_output(self, out, x, y=None) -> None:
         """Raise ShapeError unless ``out`` is [B, num_outputs] with unit axes."""
+        import torch
+
         bs = int(x["voxel_offsets"].shape[0]) - 1
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (bs, self.num_outputs):
             shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

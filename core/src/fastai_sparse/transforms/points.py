@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import DataFormatError
 from ..geometry import Boxes, Keypoints, PointCloud
@@ -369,6 +368,8 @@ class ElasticDistortion(Transform):
 
     def field(self, cloud: PointCloud, rng: np.random.Generator) -> _ElasticField:
         """Draw the displacement field for ``cloud``: a point map float [K, 3] -> [K, 3]."""
+        from scipy import ndimage
+
         if len(cloud) == 0:
             raise DataFormatError(
                 "cannot distort an empty point cloud", path=cloud.meta.get("path"), field="xyz"

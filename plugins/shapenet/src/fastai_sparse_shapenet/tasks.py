@@ -111,7 +111,7 @@ def make_task(
     from fastai_sparse import Factory, Task
     from fastai_sparse.voxelize import Voxelizer
 
-    from .parts import ShapeNetPartTarget
+    from .target import ShapeNetPartTarget
     from .transforms import train_transforms, valid_transforms
 
     if synthetic:
