@@ -2,6 +2,28 @@
 
 The public API. Heavy modules (torch, fastai) are imported on first use of a name that
 needs them, so ``import fastai_sparse`` and ``fastai-sparse --help`` stay fast.
+
+What is public (what plugins may use; ``tests/core/test_public_api.py`` checks every
+installed plugin's imports against it):
+
+- every name in ``fastai_sparse.__all__`` (``from fastai_sparse import Task, hookimpl``);
+- the public modules below, and in each the names that do not start with an underscore:
+  ``errors``, ``files``, ``cache``, ``geometry``, ``io``, ``transforms`` (and its modules
+  ``transforms.compose``, ``.points``, ``.features``, ``.mesh``), ``voxelize``, ``batch``,
+  ``targets``, ``spatial`` (``spatial.targets``, ``spatial.metrics``), ``engine``
+  (``engine.backends``), ``models`` (``models.detection``, ``models.keypoints``), ``metrics``,
+  ``registry``, ``learner``, ``prediction``, ``training``, ``testing``, ``viz``.
+
+Everything else is private and may change without notice: ``builtin`` (core's own plugin:
+use its registered datasets through ``get_dataset``), ``task`` (use ``fastai_sparse.Task``),
+``hookspecs`` (use ``fastai_sparse.hookimpl``), ``plugins``, ``cli``, the modules inside the
+``io`` and ``learner`` packages (import their names from the package), and any name that
+starts with an underscore.
+
+Layers, lowest first (nothing imports upward): errors -> geometry, io -> transforms,
+voxelize, batch -> engine -> models -> targets, spatial, metrics -> task, registry,
+plugins -> learner, prediction, training -> cli. The engine and models need torch alone;
+listing tasks and plugins needs neither torch nor fastai.
 """
 
 from __future__ import annotations
@@ -80,6 +102,8 @@ _LAZY = {
 
 # public submodules, importable as attributes (``fastai_sparse.viz``)
 _SUBMODULES = {
+    "errors",
+    "files",
     "cache",
     "io",
     "viz",
@@ -100,6 +124,23 @@ _SUBMODULES = {
 }
 
 __all__ = ["__version__", *_LAZY]
+
+
+#: every public module (see the module docstring), relative to ``fastai_sparse``
+_PUBLIC_MODULES = frozenset(
+    _SUBMODULES
+    | {
+        "transforms.compose",
+        "transforms.points",
+        "transforms.features",
+        "transforms.mesh",
+        "spatial.targets",
+        "spatial.metrics",
+        "engine.backends",
+        "models.detection",
+        "models.keypoints",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

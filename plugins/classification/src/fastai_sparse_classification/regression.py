@@ -1,6 +1,6 @@
 """Regression on whole shapes: the up-axis direction of tilted synthetic objects.
 
-:class:`UpAxisShapes` wraps core's :class:`~fastai_sparse.builtin.synthetic.SyntheticShapes`
+:class:`UpAxisShapes` wraps core's registered dataset ``synthetic-shapes``
 (objects whose up direction is well defined) and sets each cloud's target to a
 :class:`~fastai_sparse.targets.VectorTarget` of kind ``"direction"``: the unit vector along the
 object's own up axis, which rotates with the points under every spatial augmentation.
@@ -39,9 +39,9 @@ class UpAxisShapes(Sequence):
         classes: Sequence[str] = UP_AXIS_CLASSES,
         max_tilt: float = np.radians(60),
     ):
-        from fastai_sparse.builtin.synthetic import SyntheticShapes
+        from fastai_sparse import get_dataset  # core's registered "synthetic-shapes"
 
-        self.shapes = SyntheticShapes(
+        self.shapes = get_dataset("synthetic-shapes")(
             n=n, split=split, seed=seed, points=points, classes=classes, max_tilt=max_tilt
         )
         self.split, self.classes = split, tuple(classes)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastai_sparse.task import Task
+from fastai_sparse import Task
 
 __all__ = [
     "FolderClassification",

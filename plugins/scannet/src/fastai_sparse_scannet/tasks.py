@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastai_sparse import Task, TaskOption
 from fastai_sparse.registry import Factory
-from fastai_sparse.task import Task, TaskOption
 
 from .constants import BENCHMARK_COLORS, BENCHMARK_IDS, BENCHMARK_NAMES, DET_IDS, DET_NAMES
 

@@ -1,7 +1,7 @@
 """Tiny format-identical ShapeNet part datasets, and ShapeNet-labelled synthetic shapes.
 
 :func:`make_fixture` writes a few multi-part shapes (built from primitives with exact
-normals by core's :class:`~fastai_sparse.builtin.synthetic.SyntheticParts`) in any of the
+normals by core's registered dataset ``synthetic-parts``) in any of the
 three layouts read by :mod:`.readers`; the tests and ``Task.fixture`` use it.
 :class:`SyntheticShapeNet` serves the same shapes in memory with ShapeNet global part ids
 and category metadata (the benchmark trains on it).
@@ -52,9 +52,11 @@ class SyntheticShapeNet(Sequence):
         points: int = 1024,
         categories: Sequence[str] = tuple(SYNTHETIC_TO_SHAPENET),
     ):
-        from fastai_sparse.builtin.synthetic import SyntheticParts
+        from fastai_sparse import get_dataset  # core's registered "synthetic-parts"
 
-        self.src = SyntheticParts(n=n, split=split, seed=seed, points=points, categories=tuple(categories))
+        self.src = get_dataset("synthetic-parts")(
+            n=n, split=split, seed=seed, points=points, categories=tuple(categories)
+        )
         lut = np.full(len(self.src.part_names), -1, np.int64)
         for c in self.src.categories:
             cat = get_category(SYNTHETIC_TO_SHAPENET[c][0])
