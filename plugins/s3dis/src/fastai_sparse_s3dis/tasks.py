@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fastai_sparse import Task
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.registry import Factory
-from fastai_sparse.task import Task
 
 from .constants import CLASS_COLORS, CLASSES, IGNORE_INDEX, VALID_AREA
 
