@@ -34,7 +34,7 @@ from .kitti import read_bin
 from .npz import read_npz, write_npz
 from .obj import read_obj, write_obj
 from .off import read_off, write_off
-from .ply import read_ply, write_ply
+from .ply import read_ply, read_plydata, write_ply
 from .stl import read_stl
 from .text import read_points_txt, write_points_txt
 
@@ -47,6 +47,7 @@ __all__ = [
     "read_obj",
     "read_off",
     "read_ply",
+    "read_plydata",
     "read_points_txt",
     "read_stl",
     "save",

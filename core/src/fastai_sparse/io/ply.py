@@ -1,5 +1,18 @@
 """PLY through plyfile: :func:`read_ply` and :func:`write_ply` (see their docstrings for the
-property naming)."""
+property naming), and :func:`read_plydata` (plyfile's ``PlyData``, with the body checked against
+the header) for readers of PLY layouts of their own.
+
+The element counts of the header must describe the body exactly. plyfile reads ``count`` rows
+per element and stops: rows beyond the declared counts would be dropped without a word, and a
+body holding fewer rows ends in a parse error that blames whatever element is read at that
+point. :func:`read_plydata` checks both ways, in ASCII and binary files: too few rows (a
+truncated file, or a header declaring more than the body holds), and any data after the last
+element (rows beyond the declared counts, or bytes that are no row at all) raise
+DataFormatError naming the file, the element, the declared and the found counts. Only
+whitespace may follow the last element (a final newline, blank lines). Written here because
+plyfile does not look past the declared counts; the check reads the header and counts rows or
+bytes, nothing else.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +37,7 @@ from .common import (
     _meta,
 )
 
-__all__ = ["read_ply", "write_ply"]
+__all__ = ["read_ply", "read_plydata", "write_ply"]
 
 # PLY property groups that become one [N, k] attribute.
 _PLY_GROUPS: dict[str, tuple[str, ...]] = {
@@ -103,6 +116,226 @@ def _ply_attrs(data: np.ndarray, names: Sequence[str], skip: set[str], path: Pat
     return attrs
 
 
+# -- the body against the header ---------------------------------------------------------------
+_PLY_SIZES = {
+    "char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
+    "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8,
+}  # fmt: skip
+_END_HEADER = re.compile(rb"^end_header[ \t]*\r?\n", re.M)
+
+
+class _Element:
+    """An element of a PLY header: name, count and properties ``(name, type, list length type)``."""
+
+    def __init__(self, name: str, count: int):
+        self.name, self.count = name, count
+        self.props: list[tuple[str, str, str | None]] = []
+
+    @property
+    def has_lists(self) -> bool:
+        return any(lt is not None for _, _, lt in self.props)
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes per row in a binary file (elements without list properties)."""
+        return sum(_PLY_SIZES.get(t, 0) for _, t, _ in self.props)
+
+    def fits(self, tokens: list[bytes]) -> bool:
+        """Whether an ASCII line of ``tokens`` is one row of this element."""
+        i = 0
+        for _, _, lt in self.props:
+            if i >= len(tokens):
+                return False
+            if lt is None:
+                i += 1
+                continue
+            try:
+                n = int(tokens[i])
+            except ValueError:
+                return False
+            i += 1 + n
+        return i == len(tokens)
+
+
+def _ply_header(path: Path) -> tuple[int, str, list[_Element]] | None:
+    """``(body offset, format, elements)`` of a PLY file; None when the header is unreadable
+    (plyfile reports that)."""
+    with open(path, "rb") as f:
+        head = b""
+        while True:
+            chunk = f.read(1 << 16)
+            head += chunk
+            m = _END_HEADER.search(head)
+            if m or not chunk or len(head) > 1 << 24:
+                break
+    if not m:
+        return None
+    fmt, elements = "", []
+    for line in head[: m.start()].decode("ascii", "replace").splitlines():
+        w = line.split()
+        if len(w) >= 2 and w[0] == "format":
+            fmt = w[1]
+        elif len(w) == 3 and w[0] == "element":
+            try:
+                elements.append(_Element(w[1], int(w[2])))
+            except ValueError:
+                return None
+        elif len(w) >= 3 and w[0] == "property" and elements:
+            if w[1] == "list" and len(w) == 5:
+                elements[-1].props.append((w[4], w[3], w[2]))
+            else:
+                elements[-1].props.append((w[-1], w[1], None))
+    return m.end(), fmt, elements
+
+
+def _declared(elements: list[_Element]) -> str:
+    return ", ".join(f"{e.count} {e.name}" for e in elements)
+
+
+def _count_error(path: Path, element: str, declared: int, found: str, more: str = "") -> DataFormatError:
+    return DataFormatError(
+        f"the header declares {declared} {element} rows, the body holds {found}{more}; the element counts "
+        "must match the body (re-export the file, or fix the count in the header)",
+        path=path,
+        field=element,
+    )
+
+
+def _check_ascii_body(path: Path, offset: int, elements: list[_Element], parsed: bool = False) -> None:
+    """Walk the ASCII body element by element; raise at the first count that disagrees.
+    ``parsed``: plyfile read the declared rows, so equal totals mean every count is right."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        raw = f.read().splitlines()
+    if parsed and sum(1 for ln in raw if ln.strip()) == sum(e.count for e in elements):
+        return
+    lines = [t for t in (ln.split() for ln in raw) if t]
+    pos = 0
+    for k, el in enumerate(elements):
+        nxt = elements[k + 1] if k + 1 < len(elements) else None
+        run = 0
+        while pos + run < len(lines) and el.fits(lines[pos + run]):
+            run += 1
+            # rows past the declared count that also fit the next element belong to it
+            if run >= el.count and nxt is not None and pos + run < len(lines) and nxt.fits(lines[pos + run]):
+                break
+        if run < el.count:
+            end = "the file ends there" if pos + run >= len(lines) else "then a line that is no row of it"
+            raise _count_error(path, el.name, el.count, f"{run} ({end})")
+        if run > el.count:
+            raise _count_error(path, el.name, el.count, str(run))
+        pos += run
+    if pos < len(lines):
+        last = elements[-1].name if elements else "header"
+        raise DataFormatError(
+            f"{len(lines) - pos} line(s) follow the last element {last!r} (the header declares "
+            f"{_declared(elements)}): the element counts must match the body",
+            path=path,
+            field=last,
+        )
+
+
+def _body_bytes(ply, elements: list[_Element]) -> int | None:
+    """Bytes of the binary body plyfile read (list lengths from the parsed data)."""
+    total = 0
+    for el in elements:
+        if not el.has_lists:
+            total += el.count * el.row_bytes
+            continue
+        data = ply[el.name].data
+        for name, t, lt in el.props:
+            if lt is None:
+                total += el.count * _PLY_SIZES.get(t, 0)
+            else:
+                col = data[name]
+                items = sum(len(r) for r in col) if col.dtype == object else int(np.asarray(col).size)
+                total += el.count * _PLY_SIZES.get(lt, 0) + items * _PLY_SIZES.get(t, 0)
+    return total
+
+
+def _check_binary_tail(path: Path, ply, offset: int, elements: list[_Element]) -> None:
+    body = _body_bytes(ply, elements)
+    extra = path.stat().st_size - offset - body
+    if extra <= 0:
+        return
+    last = elements[-1]
+    if not last.has_lists and last.row_bytes and extra % last.row_bytes == 0:
+        raise _count_error(path, last.name, last.count, f"{last.count + extra // last.row_bytes}")
+    raise DataFormatError(
+        f"{extra} bytes follow the last element {last.name!r} (the header declares {_declared(elements)}, "
+        f"{body} bytes): the element counts must match the body",
+        path=path,
+        field=last.name,
+    )
+
+
+def _parse_error_counts(path: Path, exc: Exception) -> DataFormatError | None:
+    """The count error behind a plyfile parse error, if the body holds other counts than declared."""
+    head = _ply_header(path)
+    if head is None:
+        return None
+    offset, fmt, elements = head
+    if fmt == "ascii":
+        try:
+            _check_ascii_body(path, offset, elements)
+        except DataFormatError as e:
+            return e
+        return None
+    el, row = getattr(exc, "element", None), getattr(exc, "row", None)
+    if el is None or row is None or "end-of-file" not in str(exc):
+        return None
+    return _count_error(
+        path,
+        el.name,
+        el.count,
+        f"{row} (the file ends in row {row}; it is truncated, or an earlier element holds more rows "
+        "than declared)",
+    )
+
+
+def read_plydata(path: PathLike, known_list_len: dict | None = None):
+    """``plyfile.PlyData`` of ``path``, with its body checked against the header's element
+    counts (see the module docstring). ``known_list_len`` (plyfile's fast path for fixed-length
+    lists, e.g. ``{"face": {"vertex_indices": 3}}``) is tried first when given. A malformed file
+    raises DataFormatError naming it, keeping plyfile's error as ``__cause__``."""
+    import warnings
+
+    import plyfile
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # numpy's note on an empty row: the error below says more
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+            ply = _plyfile_read(plyfile, path, known_list_len)
+    except FileNotFoundError:
+        raise
+    except (plyfile.PlyParseError, ValueError, EOFError, IndexError, TypeError, UnicodeDecodeError) as e:
+        counts = _parse_error_counts(path, e) if isinstance(e, plyfile.PlyElementParseError) else None
+        if counts is not None:
+            raise counts from e
+        raise DataFormatError(
+            f"cannot parse PLY: {e}; expected a valid PLY file", path=path, field="ply"
+        ) from e
+    head = _ply_header(path)
+    if head is not None:
+        offset, fmt, elements = head
+        if fmt == "ascii":
+            _check_ascii_body(path, offset, elements, parsed=True)
+        else:
+            _check_binary_tail(path, ply, offset, elements)
+    return ply
+
+
+def _plyfile_read(plyfile, path: Path, known_list_len: dict | None):
+    if known_list_len is not None:
+        try:
+            return plyfile.PlyData.read(str(path), known_list_len=known_list_len)
+        except plyfile.PlyElementParseError:
+            pass  # the fast path assumes fixed list lengths: other lists (or a damaged file)
+    # row by row, which also gives the precise error for a damaged file
+    return plyfile.PlyData.read(str(path), mmap=False)
+
+
 def read_ply(path: PathLike) -> Mesh | PointCloud:
     """Read a PLY file (ascii, binary little or big endian) through plyfile.
 
@@ -118,26 +351,11 @@ def read_ply(path: PathLike) -> Mesh | PointCloud:
     Faces: the ``vertex_indices`` (or ``vertex_index``) list -> ``faces`` int64 [F, 3]
     (polygons fan-triangulated); other face properties -> ``face_attrs`` with the same naming.
     Elements other than ``vertex`` and ``face`` are not read; their names are listed in
-    ``meta["ply_ignored_elements"]``.
+    ``meta["ply_ignored_elements"]``. Element counts that disagree with the body, either way,
+    raise DataFormatError (see :func:`read_plydata`).
     """
-    import plyfile
-
     path = Path(path)
-    try:
-        try:
-            ply = plyfile.PlyData.read(
-                str(path), known_list_len={"face": {name: 3 for name in _FACE_LIST_NAMES}}
-            )
-        except plyfile.PlyElementParseError:
-            # the fast path assumes triangles; polygons of other sizes (or a damaged file) are
-            # read row by row, which also gives the precise error for a damaged file
-            ply = plyfile.PlyData.read(str(path), mmap=False)
-    except FileNotFoundError:
-        raise
-    except (plyfile.PlyParseError, ValueError, EOFError, IndexError, TypeError, UnicodeDecodeError) as e:
-        raise DataFormatError(
-            f"cannot parse PLY: {e}; expected a valid PLY file", path=path, field="ply"
-        ) from e
+    ply = read_plydata(path, known_list_len={"face": {name: 3 for name in _FACE_LIST_NAMES}})
 
     elements = {el.name: el for el in ply.elements}
     if "vertex" not in elements:

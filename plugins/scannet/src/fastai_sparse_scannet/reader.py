@@ -215,21 +215,17 @@ def read_mesh_ply(
     hold float ``x, y, z`` and uchar ``red, green, blue`` (and an integer ``label`` for the
     labels file).
     """
-    import plyfile
+    from fastai_sparse.io import read_plydata
 
     path = Path(path)
     if not path.is_file():
         what = "labels PLY (_vh_clean_2.labels.ply)" if labels else "mesh PLY (_vh_clean_2.ply)"
         raise _ply_error(scene, path, f"missing {what}")
     try:
-        try:
-            ply = plyfile.PlyData.read(str(path), known_list_len={"face": {"vertex_indices": 3}})
-        except plyfile.PlyElementParseError:
-            ply = plyfile.PlyData.read(str(path), mmap=False)
-    except (plyfile.PlyParseError, ValueError, EOFError, IndexError, TypeError, UnicodeDecodeError) as e:
-        raise _ply_error(
-            scene, path, f"cannot parse PLY ({e}); the file is truncated or damaged, expected a complete PLY"
-        ) from e
+        ply = read_plydata(path, known_list_len={"face": {"vertex_indices": 3}})
+    except DataFormatError as e:  # the same message, with the scene and the likely cause
+        msg = str(e).removeprefix(f"{path}: ").removeprefix(f"field {e.field!r}: " if e.field else "")
+        raise _ply_error(scene, path, f"{msg} (the file is truncated or damaged)", field=e.field) from e
     try:
         vert = ply["vertex"]
     except KeyError:
