@@ -16,6 +16,9 @@ another tree, e.g. an export of an older commit::
     mkdir /tmp/before && git archive <commit> | tar -x -C /tmp/before
     python benchmarks/bench_startup.py --before /tmp/before --before-label <commit>
 
+A plugin installed after that commit (its source is not in the old tree) would load from the
+current tree on the "before" rows: pass ``--plugins`` with the plugins both trees have.
+
 Rows of both trees are interleaved (round-robin, rotating order) so load from other
 processes hits both alike; each "after" figure is reported next to its "before" baseline
 with the median of the per-round ratios. Every row also records which heavy modules
@@ -93,6 +96,12 @@ def main() -> None:
     ap.add_argument("--tree", type=Path, default=ROOT, help="the source tree to measure (default: this one)")
     ap.add_argument("--before", type=Path, help="a source tree to compare with (e.g. an older commit)")
     ap.add_argument("--before-label", default=None, help="what --before is (e.g. its commit id)")
+    ap.add_argument(
+        "--plugins",
+        default=None,
+        help="FASTAI_SPARSE_PLUGINS for every row (default: every installed plugin); e.g. "
+        "scannet,shapenet,classification to compare with a tree that predates a newer plugin",
+    )
     args = ap.parse_args()
     repeat = args.repeat or (3 if args.quick else 10)
 
@@ -102,7 +111,9 @@ def main() -> None:
     envs = {}
     for label, tree in trees.items():
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=source_path(tree))
-        env.pop("FASTAI_SPARSE_PLUGINS", None)  # every installed plugin
+        env.pop("FASTAI_SPARSE_PLUGINS", None)  # every installed plugin ...
+        if args.plugins:  # ... unless asked otherwise
+            env["FASTAI_SPARSE_PLUGINS"] = args.plugins
         envs[label] = env
 
     bench = Bench("startup", "start-up wall time of import, --help, tasks, plugins", quick=args.quick)
@@ -111,6 +122,7 @@ def main() -> None:
     bench.info["plugins"] = sorted(
         ep.name for ep in __import__("importlib.metadata").metadata.entry_points(group="fastai_sparse")
     )
+    bench.info["FASTAI_SPARSE_PLUGINS"] = args.plugins
     heavy: dict[str, dict[str, list[str]]] = {label: {} for label in trees}
     rows = {}
     for name, cli_args in COMMANDS.items():
