@@ -31,9 +31,12 @@ def test_tasks_are_registered_with_benchmark_setup(tasks):
     kinds = [type(t) for t in seg.train_transforms]
     assert RandomAffineNoise in kinds and kinds.count(ElasticDistortion) == 2
     elastic = [t for t in seg.train_transforms if isinstance(t, ElasticDistortion)]
-    # (6, 40) * s/50 and (20, 160) * s/50 voxels at s voxels/m, expressed in metres
+    # (6 s // 50, 40 s / 50) and (20 s // 50, 160 s / 50) voxels at s = 20 voxels/m, in metres
     got = [v * 20 for e in elastic for v in (e.granularity, e.magnitude)]
-    assert got == pytest.approx([2.4, 16, 8, 64])
+    assert got == pytest.approx([2, 16, 8, 64])
+    large_elastic = [t for t in large.train_transforms if isinstance(t, ElasticDistortion)]
+    got = [v * 50 for e in large_elastic for v in (e.granularity, e.magnitude)]
+    assert got == pytest.approx([6, 40, 20, 160])
     # validation: no noise, no elastic distortion, no colour shift
     names = {type(t).__name__ for t in seg.valid_transforms}
     assert not names & {"RandomAffineNoise", "ElasticDistortion", "ColorShift", "Jitter"}

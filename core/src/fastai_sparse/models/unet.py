@@ -81,7 +81,12 @@ class UNet(nn.Module):
     Input submanifold 3x3x3 convolution ``in_channels -> m``; planes ``m, 2m, ..., levels*m``;
     per level ``reps`` blocks (BN+ReLU+SubMConv, or residual blocks), a 2x2x2 stride-2
     convolution down, a transposed convolution up, a skip concatenation and ``reps`` more
-    blocks; a final BN+ReLU.
+    blocks; then, with ``output_bn_relu=True`` (default), a final BN+ReLU.
+
+    The final BN+ReLU is what SparseConvNet's ScanNet example puts between ``scn.UNet`` and
+    its linear classifier (``scn.BatchNormReLU(m)`` before ``scn.OutputLayer``). With
+    ``output_bn_relu=False`` the head sees the last submanifold convolution's output directly
+    (32 fewer parameters at m = 16); see the task that turns it off for the measured reason.
 
     ``forward(SparseTensor [M, in_channels]) -> SparseTensor [M, m]`` at stride 1 with the
     input's coords. ``out_channels == m``.
@@ -95,13 +100,15 @@ class UNet(nn.Module):
         reps: int = 1,
         residual: bool = False,
         backend: str | Backend | None = None,
+        output_bn_relu: bool = True,
     ):
         super().__init__()
         self.in_channels, self.m, self.levels, self.reps = in_channels, m, levels, reps
         self.out_channels = m
+        self.output_bn_relu = bool(output_bn_relu)
         self.input_conv = SubMConv3d(in_channels, m, 3, backend=backend)
         self.body = _Level([m * (i + 1) for i in range(levels)], reps, residual, backend)
-        self.output = BNReLU(m)
+        self.output = BNReLU(m) if self.output_bn_relu else nn.Identity()
 
     def forward(self, x: SparseTensor) -> SparseTensor:
         return self.output(self.body(self.input_conv(x)))

@@ -337,14 +337,24 @@ class _ElasticField:
 
 
 class ElasticDistortion(Transform):
-    """Smooth random displacement of space (the SparseConvNet ScanNet recipe).
+    """Smooth random displacement of space: ``elastic(x, granularity, magnitude)`` of the
+    SparseConvNet ScanNet recipe.
 
-    Unit-variance noise (3 channels) on a grid of nodes ``granularity`` apart covering the
-    cloud's bounding box plus one node each side, smoothed along each axis by the 3-tap box
-    blur applied twice (done as one pass of its square, the 5-tap kernel [1, 2, 3, 2, 1] / 9,
-    zero padding outside the grid), multiplied by ``magnitude`` and evaluated at every point by
-    trilinear interpolation (constant beyond the grid). ``granularity`` and ``magnitude`` are
-    in the cloud's current units (voxel units when applied after a ``Scale`` to voxels).
+    Unit-variance noise (3 channels) on a grid of nodes :attr:`spacing` ``= 2 * granularity``
+    apart, centred on the cloud's mean ``c`` with ``max|x - c| // granularity + 3`` nodes per
+    axis (so it covers the cloud with half a node to a node of margin), smoothed along each axis
+    by the 3-tap box blur applied twice (zero padding outside the grid), multiplied by
+    ``magnitude`` and
+    evaluated at every point by trilinear interpolation (constant beyond the grid).
+    ``granularity`` and ``magnitude`` are in the cloud's current units (voxel units when applied
+    after a ``Scale`` to voxels).
+
+    The node spacing is twice the granularity because that is the recipe's geometry: its grid
+    has ``n = max|x| // granularity + 3`` nodes per axis spanning ``[-(n-1), n-1] * granularity``
+    about the (centred) scene's origin.
+    The recipe's parameters therefore give the recipe's field (a grid at spacing
+    ``granularity`` stretches nearby point pairs about twice as hard; the test suite compares
+    the stretch statistics with an independent implementation of the recipe).
 
     ``noise="uniform"`` (default) draws centred uniform noise scaled to unit variance: five
     times faster to draw than Gaussian noise, and after the 125-node blur the field is Gaussian
@@ -357,7 +367,7 @@ class ElasticDistortion(Transform):
     random = True
     _repr_fields = ("granularity", "magnitude", "noise")
 
-    _KERNEL = np.array([1, 2, 3, 2, 1], np.float32) / 9
+    _BOX = np.full(3, 1 / 3, np.float32)
 
     def __init__(self, granularity: float, magnitude: float, noise: str = "uniform"):
         if not granularity > 0:
@@ -365,6 +375,11 @@ class ElasticDistortion(Transform):
         if noise not in ("uniform", "normal"):
             raise ValueError(f"ElasticDistortion: noise must be 'uniform' or 'normal', got {noise!r}")
         self.granularity, self.magnitude, self.noise = float(granularity), float(magnitude), noise
+
+    @property
+    def spacing(self) -> float:
+        """Distance between the noise grid's nodes: ``2 * granularity`` (the recipe's grid)."""
+        return 2.0 * self.granularity
 
     def field(self, cloud: PointCloud, rng: np.random.Generator) -> _ElasticField:
         """Draw the displacement field for ``cloud``: a point map float [K, 3] -> [K, 3]."""
@@ -374,10 +389,14 @@ class ElasticDistortion(Transform):
             raise DataFormatError(
                 "cannot distort an empty point cloud", path=cloud.meta.get("path"), field="xyz"
             )
-        g = self.granularity
-        lo, hi = bounds(cloud.xyz)
-        lo = lo - g
-        shape = np.floor((hi - lo) / g).astype(np.int64) + 3
+        # the recipe's grid: centred on the cloud (its mean), max|x - c| // granularity + 3
+        # nodes per axis, spanning +-(nodes - 1) * granularity, so nodes 2 * granularity apart
+        x = cloud.xyz
+        c = np.array([x[:, k].mean(dtype=np.float64) for k in range(3)])
+        lo, hi = bounds(x)
+        reach = np.maximum(hi - c, c - lo)
+        shape = np.floor(reach / self.granularity).astype(np.int64) + 3
+        lo = c - (shape - 1) * self.granularity
         if self.noise == "uniform":
             grid = rng.random((*shape, 3), dtype=np.float32)
             grid -= np.float32(0.5)
@@ -385,10 +404,17 @@ class ElasticDistortion(Transform):
         else:
             grid = rng.standard_normal((*shape, 3), dtype=np.float32)
             gain = self.magnitude
-        for ax in (0, 1, 2):  # channel-last grid; the gain is folded into the first pass
-            w = self._KERNEL * np.float32(gain) if ax == 0 else self._KERNEL
-            ndimage.correlate1d(grid, w, axis=ax, mode="constant", output=grid)
-        return _ElasticField(lo, g, grid)
+        # channel-last grid; the gain is folded into the first pass. Two passes of the 3-tap
+        # box per axis, not one of its 5-tap square: with zero padding they differ at the edges
+        # (the second pass sees zeros, not blurred values, beyond the grid), as in the recipe.
+        # Passes along different axes commute, so the order x, x, y, y, z, z is the recipe's.
+        first = True
+        for ax in (0, 1, 2):
+            for _ in range(2):
+                w = self._BOX * np.float32(gain) if first else self._BOX
+                ndimage.correlate1d(grid, w, axis=ax, mode="constant", output=grid)
+                first = False
+        return _ElasticField(lo, self.spacing, grid)
 
     def apply(self, cloud, rng):
         return cloud.map_points(self.field(cloud, rng), linear=None)

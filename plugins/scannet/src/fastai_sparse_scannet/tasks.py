@@ -4,9 +4,12 @@
 Augmentation follows SparseConvNet's ScanNet example, expressed in metres with the voxel size
 in the :class:`~fastai_sparse.voxelize.Voxelizer`: ``M = I + 0.1 randn(3, 3)``, mirror x with
 p 0.5, rotation about z by U[0, 2 pi), elastic distortion twice with (granularity, magnitude)
-(6, 40) * s/50 then (20, 160) * s/50 voxels at s voxels per metre, i.e. (0.12, 0.8) and
-(0.4, 3.2) metres whatever the scale, random placement inside the 4096^3 grid, colours to
-[-1, 1] and one random colour shift per scene. Validation: mirror + rotation only.
+(6 s // 50, 40 s / 50) then (20 s // 50, 160 s / 50) voxels at s voxels per metre (the recipe
+rounds the granularity down to whole voxels: (0.1, 0.8) and (0.4, 3.2) metres at s = 20,
+(0.12, 0.8) and (0.4, 3.2) at s = 50; see
+:class:`~fastai_sparse.transforms.points.ElasticDistortion` for the grid), random placement
+inside the 4096^3 grid, colours to [-1, 1] and one random colour shift per scene. Validation:
+mirror + rotation only.
 """
 
 from __future__ import annotations
@@ -18,12 +21,27 @@ from fastai_sparse.registry import Factory
 
 from .constants import BENCHMARK_COLORS, BENCHMARK_IDS, BENCHMARK_NAMES, DET_IDS, DET_NAMES
 
-__all__ = ["detection_task", "fixture", "scannet_tasks", "seg_task", "train_transforms", "valid_transforms"]
+__all__ = [
+    "detection_task",
+    "elastic_parameters",
+    "fixture",
+    "scannet_tasks",
+    "seg_task",
+    "train_transforms",
+    "valid_transforms",
+]
 
 DATASET = Factory(
     "scannet-v2", "fastai_sparse_scannet.dataset:ScanNetScenes", description="ScanNet v2 scenes (scans/)"
 )
 FULL_SCALE = 4096
+
+
+def elastic_parameters(scale: float) -> list[tuple[float, float]]:
+    """The recipe's two (granularity, magnitude) pairs in metres at ``scale`` voxels per metre:
+    granularities ``6 s // 50`` and ``20 s // 50`` whole voxels (at least one), magnitudes
+    ``40 s / 50`` and ``160 s / 50`` voxels."""
+    return [(max(1, (g * scale) // 50) / scale, m / 50) for g, m in ((6, 40), (20, 160))]
 
 
 def train_transforms(scale: float) -> list:
@@ -41,8 +59,7 @@ def train_transforms(scale: float) -> list:
         RandomAffineNoise(0.1),
         RandomFlip(("x",)),
         RandomRotate("z"),
-        ElasticDistortion(6 / 50, 40 / 50),
-        ElasticDistortion(20 / 50, 160 / 50),
+        *(ElasticDistortion(g, m) for g, m in elastic_parameters(scale)),
         FitToGrid(FULL_SCALE, scale=scale, random_offset=True),
         NormalizeColor(),
         ColorShift(0.1),
@@ -98,7 +115,9 @@ def _prepare(root, out=None, jobs=2, skip_bad=False, **kwargs):
     return prepare(root, out=out, jobs=jobs, skip_bad=skip_bad, **kwargs)
 
 
-def seg_task(name: str, scale: float, model: str, defaults: dict, description: str) -> Task:
+def seg_task(
+    name: str, scale: float, model: str, defaults: dict, description: str, model_kwargs: dict | None = None
+) -> Task:
     from fastai_sparse.targets import Segmentation
     from fastai_sparse.voxelize import Voxelizer
 
@@ -111,6 +130,7 @@ def seg_task(name: str, scale: float, model: str, defaults: dict, description: s
         valid_transforms=valid_transforms(scale),
         voxelizer=Voxelizer(scale=scale, features=("rgb",), full_scale=FULL_SCALE, origin="none"),
         model=model,
+        model_kwargs=model_kwargs or {},
         head="seg-linear",
         metrics=["miou", "iou-per-class", "accuracy", "mean-class-accuracy"],
         needs_root=True,
@@ -131,7 +151,8 @@ def scannet_tasks() -> list[Task]:
             20.0,
             "unet-m16",
             {"bs": 8, "epochs": 100, "lr": 1e-3, "tta": 4},
-            "ScanNet v2 semantic segmentation, 20 classes, 5 cm voxels, UNet m=16",
+            "ScanNet v2 semantic segmentation, 20 classes, 5 cm voxels, UNet m=16, 7 levels",
+            model_kwargs={"levels": 7},
         ),
         seg_task(
             "scannet-seg-large",
