@@ -466,7 +466,7 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default: runs/TASK).")
 @click.option("--epochs", type=int, default=None)
 @click.option("--bs", type=int, default=None, help="Batch size.")
-@click.option("--lr", type=float, default=None, help="Maximum learning rate (one-cycle).")
+@click.option("--lr", type=float, default=None, help="Peak learning rate of the task's schedule.")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch.")

@@ -26,8 +26,16 @@ from .errors import FastaiSparseError, OptionError
 
 __all__ = ["DEFAULTS", "Task", "TaskOption"]
 
-#: Default hyper-parameters; a task overrides any of them in ``Task.defaults``.
-DEFAULTS: dict[str, Any] = {"bs": 8, "epochs": 10, "lr": 1e-3, "tta": 0, "num_workers": 0}
+#: Default hyper-parameters; a task overrides any of them in ``Task.defaults``. ``schedule``: a
+#: learning-rate schedule of :mod:`fastai_sparse.schedules` (a name or a dict), ``lr`` its peak.
+DEFAULTS: dict[str, Any] = {
+    "bs": 8,
+    "epochs": 10,
+    "lr": 1e-3,
+    "schedule": "one-cycle",
+    "tta": 0,
+    "num_workers": 0,
+}
 
 
 def _describe(obj: Any) -> str:
@@ -123,7 +131,8 @@ class Task:
         metrics: registered metric names; default ``target.metrics``.
         needs_root: whether ``dataloaders`` requires a data ``root`` (real datasets do).
         splits: names of the training and validation splits given to the dataset factory.
-        defaults: hyper-parameters (``bs``, ``epochs``, ``lr``, ``tta``, ...) over :data:`DEFAULTS`.
+        defaults: hyper-parameters (``bs``, ``epochs``, ``lr``, ``schedule``, ``tta``, ...) over
+            :data:`DEFAULTS`.
         prepare: optional ``prepare(root, **kwargs)`` run by ``fastai-sparse prepare``.
         fixture: optional ``fixture(directory) -> root`` writing a tiny dataset in the real
             file format, used by the conformance kit and tests.

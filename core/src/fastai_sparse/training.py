@@ -10,8 +10,9 @@ A run folder holds:
 * ``model.pth``: the final weights (``learn.save_weights``), loadable with
   ``weights_only=True`` by ``fastai-sparse predict``; ``metrics.json``: the final metrics.
 
-``train_task(..., resume=True)`` reloads the checkpoint and continues the one-cycle schedule
-at the first unfinished epoch, with the hyper-parameters recorded in ``run.json``.
+``train_task(..., resume=True)`` reloads the checkpoint and continues the schedule (the task's
+``defaults["schedule"]``, see :mod:`fastai_sparse.schedules`) at the first unfinished epoch,
+with the hyper-parameters recorded in ``run.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FastaiSparseError
+from .schedules import fit, schedule_spec
 
 __all__ = ["RunState", "train_task"]
 
@@ -115,7 +117,7 @@ def train_task(
     dataset_kwargs: dict | None = None,
     cbs: list | None = None,
 ) -> dict:
-    """Train ``task`` with one-cycle, checkpointing every epoch in ``out``; returns a summary.
+    """Train ``task`` with its schedule (one-cycle by default), checkpointing every epoch in ``out``; returns a summary.
 
     With ``resume=True`` an interrupted run continues at its first unfinished epoch, with the
     recorded hyper-parameters (passing different ones is an error). Without it, a folder holding
@@ -181,6 +183,7 @@ def _run_state(task, out: Path, root: str | Path | None, asked: dict, resume: bo
             "epochs": int(asked["epochs"] or task.defaults["epochs"]),
             "bs": int(asked["bs"] or task.defaults["bs"]),
             "lr": float(asked["lr"] or task.defaults["lr"]),
+            "schedule": schedule_spec(task.defaults.get("schedule")),
             "seed": int(asked["seed"]),
             "root": str(root) if root is not None else None,
             "finished_epochs": 0,
@@ -245,7 +248,8 @@ def _learner_for_run(
 
 
 def _fit(learn: Any, d: dict, start: int, cbs: list, quiet: bool) -> None:
-    """One-cycle from epoch ``start`` to ``d["epochs"]`` with the run's callbacks."""
+    """The run's schedule (``d["schedule"]``, one-cycle for runs that recorded none) from epoch
+    ``start`` to ``d["epochs"]`` with the run's callbacks."""
     if start >= d["epochs"]:
         return
     # the run's callbacks live only for this fit: fastai also fires epoch events in get_preds,
@@ -253,6 +257,6 @@ def _fit(learn: Any, d: dict, start: int, cbs: list, quiet: bool) -> None:
     with learn.added_cbs(cbs):
         if quiet:
             with learn.no_bar(), learn.no_logging():
-                learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
+                fit(learn, d["epochs"], d["lr"], d.get("schedule"), start_epoch=start, reset_opt=not start)
         else:
-            learn.fit_one_cycle(d["epochs"], d["lr"], start_epoch=start, reset_opt=not start)
+            fit(learn, d["epochs"], d["lr"], d.get("schedule"), start_epoch=start, reset_opt=not start)
