@@ -57,11 +57,24 @@ def room() -> np.ndarray:
 
 
 def ours(x: np.ndarray, rng: np.random.Generator, spacing_factor: float = 1.0) -> np.ndarray:
-    """This project's transform with the recipe's parameters in metres (as scannet-seg uses)."""
+    """This project's recipe transforms, in metres (as scannet-seg uses them); ``spacing_factor``
+    scales their granularity (0.5: a grid at spacing = the recipe's granularity)."""
     c = PointCloud(x.astype(np.float32))
-    for g, m in RECIPE:
-        c = ElasticDistortion(g / SCALE * spacing_factor, m / SCALE)(c, rng)
+    for t in ElasticDistortion.sparseconvnet_recipe(SCALE):
+        c = ElasticDistortion(t.granularity * spacing_factor, t.magnitude)(c, rng)
     return c.xyz.astype(np.float64)
+
+
+def test_recipe_parameters():
+    def pairs(scale):
+        recipe = ElasticDistortion.sparseconvnet_recipe(scale)
+        return [v * scale for t in recipe for v in (t.granularity, t.magnitude)]
+
+    assert pairs(SCALE) == pytest.approx([2, 16, 8, 64])  # 6 * 20 // 50 = 2 whole voxels
+    assert pairs(50) == pytest.approx([6, 40, 20, 160])
+    assert pairs(5) == pytest.approx([1, 4, 2, 16])  # at least one voxel
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        ElasticDistortion.sparseconvnet_recipe(0)
 
 
 def recipe(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

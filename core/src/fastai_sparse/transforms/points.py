@@ -376,6 +376,17 @@ class ElasticDistortion(Transform):
             raise ValueError(f"ElasticDistortion: noise must be 'uniform' or 'normal', got {noise!r}")
         self.granularity, self.magnitude, self.noise = float(granularity), float(magnitude), noise
 
+    @classmethod
+    def sparseconvnet_recipe(cls, scale: float, noise: str = "uniform") -> list[ElasticDistortion]:
+        """The two distortions of SparseConvNet's ScanNet recipe, in metres, for ``scale`` voxels
+        per metre: (granularity, magnitude) ``(6 s // 50, 40 s / 50)`` then
+        ``(20 s // 50, 160 s / 50)`` voxels (the recipe rounds granularities down to whole voxels,
+        at least one): (0.1, 0.8) and (0.4, 3.2) m at s = 20, (0.12, 0.8) and (0.4, 3.2) m at 50.
+        Apply them before the scale to voxels."""
+        if not scale > 0:
+            raise ValueError(f"ElasticDistortion.sparseconvnet_recipe: scale must be > 0, got {scale}")
+        return [cls(max(1, (g * scale) // 50) / scale, m / 50, noise=noise) for g, m in ((6, 40), (20, 160))]
+
     @property
     def spacing(self) -> float:
         """Distance between the noise grid's nodes: ``2 * granularity`` (the recipe's grid)."""

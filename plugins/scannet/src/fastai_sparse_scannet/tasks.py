@@ -7,7 +7,8 @@ p 0.5, rotation about z by U[0, 2 pi), elastic distortion twice with (granularit
 (6 s // 50, 40 s / 50) then (20 s // 50, 160 s / 50) voxels at s voxels per metre (the recipe
 rounds the granularity down to whole voxels: (0.1, 0.8) and (0.4, 3.2) metres at s = 20,
 (0.12, 0.8) and (0.4, 3.2) at s = 50; see
-:class:`~fastai_sparse.transforms.points.ElasticDistortion` for the grid), random placement
+:meth:`~fastai_sparse.transforms.points.ElasticDistortion.sparseconvnet_recipe` and the class for
+the grid), random placement
 inside the 4096^3 grid, colours to [-1, 1] and one random colour shift per scene. Validation:
 mirror + rotation only.
 """
@@ -23,7 +24,6 @@ from .constants import BENCHMARK_COLORS, BENCHMARK_IDS, BENCHMARK_NAMES, DET_IDS
 
 __all__ = [
     "detection_task",
-    "elastic_parameters",
     "fixture",
     "scannet_tasks",
     "seg_task",
@@ -35,13 +35,6 @@ DATASET = Factory(
     "scannet-v2", "fastai_sparse_scannet.dataset:ScanNetScenes", description="ScanNet v2 scenes (scans/)"
 )
 FULL_SCALE = 4096
-
-
-def elastic_parameters(scale: float) -> list[tuple[float, float]]:
-    """The recipe's two (granularity, magnitude) pairs in metres at ``scale`` voxels per metre:
-    granularities ``6 s // 50`` and ``20 s // 50`` whole voxels (at least one), magnitudes
-    ``40 s / 50`` and ``160 s / 50`` voxels."""
-    return [(max(1, (g * scale) // 50) / scale, m / 50) for g, m in ((6, 40), (20, 160))]
 
 
 def train_transforms(scale: float) -> list:
@@ -59,7 +52,7 @@ def train_transforms(scale: float) -> list:
         RandomAffineNoise(0.1),
         RandomFlip(("x",)),
         RandomRotate("z"),
-        *(ElasticDistortion(g, m) for g, m in elastic_parameters(scale)),
+        *ElasticDistortion.sparseconvnet_recipe(scale),
         FitToGrid(FULL_SCALE, scale=scale, random_offset=True),
         NormalizeColor(),
         ColorShift(0.1),
