@@ -139,11 +139,11 @@ def test_real_files_in_modelnet_layouts(real_modelnet, tmp_path):
     )
     (res / "modelnet40_train.txt").write_text("chair_0391\n")
     (res / "modelnet40_test.txt").write_text("chair_0391\n")
-    c = ModelNet(tmp_path, "train", layout="resampled", points=10_000, normalize=False)[0]
+    c = ModelNet(tmp_path, "test", layout="resampled", points=10_000, normalize=False)[0]
     assert len(c) == 10_000 and c.target == MODELNET40_CLASSES.index("chair")
     extent = c.xyz.max(0) - c.xyz.min(0)
     assert int(np.argmax(extent)) == 2  # the chair stands along z after the y-up -> z-up turn
-    sub = ModelNet(tmp_path, "train", layout="resampled", points=1000)[0]
+    sub = ModelNet(tmp_path, "test", layout="resampled", points=1000)[0]
     assert len(sub) == 1000 and len(np.unique(sub.xyz, axis=0)) == 1000  # without replacement
 
 

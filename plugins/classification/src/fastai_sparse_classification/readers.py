@@ -12,8 +12,10 @@ and scaled into the unit sphere when ``normalize``), ``attrs["normals"]`` float3
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +37,14 @@ __all__ = [
     "ModelNet40",
     "ShapeDataset",
     "ShapeItem",
+    "check_classes",
+    "item_rng",
     "load_shape",
     "mesh_folder_items",
     "modelnet_mesh_items",
     "modelnet_resampled_items",
+    "prepared_path",
+    "read_item",
 ]
 
 #: The 40 ModelNet40 classes, in the order of ``modelnet40_shape_names.txt`` (class index = position).
@@ -77,12 +83,39 @@ def _hidden(p: Path) -> bool:
 
 @dataclass(frozen=True)
 class ShapeItem:
-    """One file of a shape dataset: its path, class index, id (file stem) and class name."""
+    """One file of a shape dataset: its path, class index, id (file stem) and class name;
+    ``source``: for a prepared (cached) item, the raw file it was made from."""
 
     path: Path
     label: int
     id: str
     category: str
+    source: Path | None = None
+
+
+_SPLIT_CODE = {"train": 0, "valid": 1, "test": 2}
+
+
+def item_rng(seed: int, split: str, item_id: str) -> np.random.Generator:
+    """The random state of one item: a function of the seed, the split and the item's id only
+    (not of its position, so adding or removing files changes no other item's points)."""
+    return np.random.default_rng([int(seed), _SPLIT_CODE.get(split, 3), zlib.crc32(item_id.encode())])
+
+
+def read_item(
+    path: str | Path, points: int, rng: np.random.Generator, *, normalize: bool = True, y_up: bool = False
+) -> PointCloud:
+    """:func:`load_shape` of one file, any reader error re-raised as DataFormatError naming the
+    file; ``y_up``: turn a y-up file z-up (+90 degrees about x, normals follow)."""
+    try:
+        cloud = load_shape(path, points, rng, normalize=normalize)
+    except FastaiSparseError:
+        raise
+    except Exception as e:  # a reader's own error (plyfile, trimesh, OS): name the file
+        raise DataFormatError(f"cannot read the file: {type(e).__name__}: {e}", path=path) from e
+    if y_up:
+        cloud = cloud.map_points(lambda p: p @ Y_UP_TO_Z_UP.T, Y_UP_TO_Z_UP)
+    return cloud
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,6 +181,10 @@ class ShapeDataset(Sequence):
     skip_bad: read every file once now and drop those that fail, with one warning listing them
     (``bad`` holds ``(path, message)`` pairs); otherwise a bad file raises when its item is read,
     with the file's path in the message.
+    cache: the :class:`~fastai_sparse.cache.CacheFormat` of prepared items (``path`` an ``.npz``
+    written by ``prepare``, ``source`` its raw file): they are read from the cache, checked against
+    their raw file (a stale one raises :class:`~fastai_sparse.errors.StaleCacheError` with the
+    command that rebuilds it), and from the raw file when the cache file is missing.
     """
 
     def __init__(
@@ -161,6 +198,7 @@ class ShapeDataset(Sequence):
         skip_bad: bool = False,
         name: str = "shapes",
         y_up: bool = False,
+        cache: Any = None,
     ):
         if points < 1:
             raise ValueError(f"points must be >= 1, got {points}")
@@ -173,6 +211,8 @@ class ShapeDataset(Sequence):
             name,
         )
         self.y_up = bool(y_up)
+        self.cache = cache
+        self._unchecked_warned = False
         self.bad: list[tuple[Path, str]] = []
         if skip_bad:
             self._drop_bad()
@@ -200,21 +240,39 @@ class ShapeDataset(Sequence):
         return len(self.items)
 
     def rng(self, i: int) -> np.random.Generator:
-        return np.random.default_rng(
-            [self.seed, {"train": 0, "valid": 1, "test": 2}.get(self.split, 3), int(i)]
-        )
+        return item_rng(self.seed, self.split, self.items[i].id)
 
     def _read(self, i: int, it: ShapeItem) -> PointCloud:
-        try:
-            cloud = load_shape(it.path, self.points, self.rng(i), normalize=self.normalize)
-        except FastaiSparseError:
-            raise
-        except Exception as e:  # a reader's own error (plyfile, trimesh, OS): name the file
-            raise DataFormatError(f"cannot read the file: {type(e).__name__}: {e}", path=it.path) from e
-        if self.y_up:  # rotate +90 degrees about x: file y (up) -> z, normals follow
-            cloud = cloud.map_points(lambda p: p @ Y_UP_TO_Z_UP.T, Y_UP_TO_Z_UP)
+        cloud = self._read_cached(i, it) if self.cache is not None else None
+        if cloud is None:
+            src = it.source if it.source is not None else it.path
+            cloud = read_item(src, self.points, self.rng(i), normalize=self.normalize, y_up=self.y_up)
         meta = {**cloud.meta, "path": str(it.path), "id": it.id, "category": it.category, "split": self.split}
         return cloud.replace(target=int(it.label), meta=meta)
+
+    def _read_cached(self, i: int, it: ShapeItem) -> PointCloud | None:
+        """The item from its prepared file (a subset of ``points`` of the stored ones), or None
+        when there is no prepared file but the raw one is known."""
+        from fastai_sparse.cache import CacheItem
+        from fastai_sparse.transforms.mesh import normalize as normalize_obj
+
+        sources = (it.source,) if it.source is not None else ()
+        arrays = self.cache.load(CacheItem(it.id, it.path, sources), check=bool(sources))
+        if arrays is None:
+            if it.source is None:
+                raise DataFormatError(f"prepared file of {it.id!r} is missing", path=it.path)
+            return None
+        if not sources and not self._unchecked_warned:
+            self._unchecked_warned = True
+            warnings.warn(
+                f"{self.name}: the prepared files in {it.path.parents[2]} are read without checking them "
+                "against their raw files, which are not found under the data root",
+                stacklevel=4,
+            )
+        cloud = PointCloud(arrays["xyz"], {"normals": arrays["normals"]}, meta={"path": str(it.path)})
+        if len(cloud) > self.points:
+            cloud = cloud.select(np.sort(self.rng(i).choice(len(cloud), self.points, replace=False)))
+        return normalize_obj(cloud) if self.normalize else cloud
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -355,6 +413,7 @@ def ModelNet(
     skip_bad: bool = False,
     z_up: bool = True,
     prepared: bool | str | Path = True,
+    allow_missing_classes: bool = False,
 ) -> ShapeDataset:
     """ModelNet40 or ModelNet10 as a :class:`ShapeDataset`.
 
@@ -365,7 +424,13 @@ def ModelNet(
     Targets index into ``MODELNET40_CLASSES`` / ``MODELNET10_CLASSES``. The resampled files have
     y up; with ``z_up`` (default) they are rotated to z up like the meshes. prepared: read the
     cache written by ``fastai-sparse prepare`` (``<root>/<variant>-prepared`` or ``root`` itself
-    when it holds ``prepared.json``; a path to read another folder; False to ignore it).
+    when it holds ``prepared.json``; a path to read another folder; False to ignore it); each
+    prepared file is checked against its raw file (see :class:`ShapeDataset`).
+
+    Classes: a training split with files of fewer than two classes raises DataFormatError (a
+    one-class model is always right); classes of the variant without training files give one
+    warning naming them and the ways on (``modelnet10``, a mesh-folder task, or
+    ``allow_missing_classes=True`` to train the full head anyway, silently).
     """
     if variant not in ("modelnet40", "modelnet10"):
         raise ValueError(f"variant must be 'modelnet40' or 'modelnet10', got {variant!r}")
@@ -375,39 +440,126 @@ def ModelNet(
     if not root.is_dir():
         raise DataFormatError("not a folder, expected the ModelNet data root", path=root)
     classes = MODELNET40_CLASSES if variant == "modelnet40" else MODELNET10_CLASSES
-    cache = _prepared_dir(root, variant, prepared)
-    if cache is not None:
-        items = _prepared_items(cache, split, classes)
-        return ShapeDataset(items, classes, split, points, seed, normalize, skip_bad, name=variant)
-    mesh_dir = _mesh_root(root, variant) if layout in ("auto", "mesh") else None
-    res_dir = _resampled_root(root, variant) if layout in ("auto", "resampled") and mesh_dir is None else None
-    if mesh_dir is not None:
-        items = modelnet_mesh_items(mesh_dir, split, classes)
-    elif res_dir is not None:
-        items, found = modelnet_resampled_items(res_dir, split, variant)
-        if found != classes:
+    cache_dir, marker = _prepared_dir(root, variant, prepared, layout)
+    raw = _modelnet_raw(root, split, variant, marker.get("layout", layout) if marker else layout, classes)
+    if cache_dir is None:
+        if raw is None:
+            folder = "ModelNet40" if variant == "modelnet40" else "ModelNet10"
             raise DataFormatError(
-                f"{variant}_shape_names.txt lists {list(found)}, expected the {len(classes)} {variant} "
-                f"classes {list(classes)}",
-                path=res_dir / f"{variant}_shape_names.txt",
+                f"found neither {folder}/<class>/{{train,test}}/*.off nor modelnet40_normal_resampled/"
+                f"{variant}_shape_names.txt (layout={layout!r})",
+                path=root,
             )
+        items, y_up, found_layout = raw
+        fmt = None
     else:
-        folder = "ModelNet40" if variant == "modelnet40" else "ModelNet10"
-        raise DataFormatError(
-            f"found neither {folder}/<class>/{{train,test}}/*.off nor modelnet40_normal_resampled/"
-            f"{variant}_shape_names.txt (layout={layout!r})",
-            path=root,
-        )
-    return ShapeDataset(
-        items, classes, split, points, seed, normalize, skip_bad, name=variant, y_up=mesh_dir is None and z_up
+        from .prepare import prepared_format
+
+        fmt = prepared_format(root, marker)
+        if raw is not None:  # prepared files checked against their raw files
+            raw_items, y_up, found_layout = raw
+            items = [
+                dataclasses.replace(
+                    it, path=prepared_path(cache_dir, split, it.category, it.id), source=it.path
+                )
+                for it in raw_items
+            ]
+        else:  # only the prepared folder: read as it is
+            items, y_up, found_layout = (
+                _prepared_items(cache_dir, split, classes),
+                False,
+                marker.get("layout"),
+            )
+    hint = "mesh-folder-cls trains on the class folders that are there"
+    if variant == "modelnet40" and {it.category for it in items} <= set(MODELNET10_CLASSES):
+        hint = "they are all ModelNet10 classes: train modelnet10-cls; or " + hint
+    check_classes(
+        items,
+        classes,
+        split,
+        where=root,
+        what=f"{variant} classes",
+        hint=hint,
+        allow_missing=allow_missing_classes,
     )
+    ds = ShapeDataset(
+        items, classes, split, points, seed, normalize, skip_bad, name=variant, y_up=y_up and z_up, cache=fmt
+    )
+    ds.layout = found_layout
+    return ds
 
 
-def _prepared_dir(root: Path, variant: str, prepared: bool | str | Path) -> Path | None:
+def prepared_path(cache_dir: str | Path, split: str, category: str, item_id: str) -> Path:
+    """Where ``prepare`` writes the item ``item_id`` of ``category``: ``<cache>/{train,test}/<class>/<id>.npz``."""
+    return Path(cache_dir) / _split_name(split) / category / f"{item_id}.npz"
+
+
+def _modelnet_raw(
+    root: Path, split: str, variant: str, layout: str, classes: Sequence[str]
+) -> tuple[list[ShapeItem], bool, str] | None:
+    """``(items, y_up, layout)`` of the raw files under ``root`` in ``layout``, or None."""
+    mesh_dir = _mesh_root(root, variant) if layout in ("auto", "mesh") else None
+    if mesh_dir is not None:
+        return modelnet_mesh_items(mesh_dir, split, classes), False, "mesh"
+    res_dir = _resampled_root(root, variant) if layout in ("auto", "resampled") else None
+    if res_dir is None:
+        return None
+    items, found = modelnet_resampled_items(res_dir, split, variant)
+    if found != tuple(classes):
+        raise DataFormatError(
+            f"{variant}_shape_names.txt lists {list(found)}, expected the {len(classes)} {variant} "
+            f"classes {list(classes)}",
+            path=res_dir / f"{variant}_shape_names.txt",
+        )
+    return items, True, "resampled"
+
+
+def check_classes(
+    items: Sequence[ShapeItem],
+    classes: Sequence[str],
+    split: str,
+    *,
+    where: str | Path,
+    what: str = "classes",
+    hint: str = "",
+    allow_missing: bool = False,
+) -> None:
+    """The checks every classification dataset makes on its training split: files of at least
+    two classes (DataFormatError otherwise: with one class every prediction is right, accuracy
+    1.0 means nothing), and, unless ``allow_missing``, one warning naming the ``classes`` that
+    have no training file (the model still gets an output for each and never learns them)."""
+    if split != "train":
+        return
+    found = sorted({it.category for it in items})
+    if len(found) < 2:
+        raise DataFormatError(
+            f"the training split holds files of {len(found)} class{'' if len(found) == 1 else 'es'}"
+            f"{' (' + ', '.join(found) + ')' if found else ''}; classification needs at least two "
+            "(with one, every prediction is right and accuracy 1.0 means nothing): add a folder of files "
+            "for each other class",
+            path=where,
+        )
+    missing = [c for c in classes if c not in found]
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:10]) + (f", ... ({len(missing)} in all)" if len(missing) > 10 else "")
+        warnings.warn(
+            f"{where}: only {len(found)} of the {len(classes)} {what} have training files; no files of "
+            f"{shown}. The model would have {len(classes)} outputs and never learn the missing ones"
+            + (f"; {hint}" if hint else "")
+            + "; or pass allow_missing_classes=True (-O allow_missing_classes=true) to train it anyway",
+            stacklevel=3,
+        )
+
+
+def _prepared_dir(
+    root: Path, variant: str, prepared: bool | str | Path, layout: str = "auto"
+) -> tuple[Path | None, dict | None]:
+    """The prepared folder and its ``prepared.json`` (None, None when there is none to use: not
+    found, ``prepared=False``, or made from another layout than the one asked for)."""
     import json
 
     if prepared is False:
-        return None
+        return None, None
     cands = [Path(prepared)] if not isinstance(prepared, bool) else [root, root / f"{variant}-prepared"]
     for d in cands:
         marker = d / "prepared.json"
@@ -417,10 +569,12 @@ def _prepared_dir(root: Path, variant: str, prepared: bool | str | Path) -> Path
                 raise DataFormatError(
                     f"the prepared folder holds {info.get('variant')!r}, expected {variant!r}", path=marker
                 )
-            return d
+            if layout != "auto" and info.get("layout", layout) != layout:
+                return None, None
+            return d, info
     if not isinstance(prepared, bool):
         raise DataFormatError("no prepared.json here: run `fastai-sparse prepare` first", path=prepared)
-    return None
+    return None, None
 
 
 def _prepared_items(cache: Path, split: str, classes: Sequence[str]) -> list[ShapeItem]:
@@ -534,11 +688,24 @@ def MeshFolder(
     seed: int = 0,
     normalize: bool = True,
     skip_bad: bool = False,
+    allow_missing_classes: bool = False,
 ) -> ShapeDataset:
     """A folder of meshes or point files, one sub-folder per class, as a :class:`ShapeDataset`
     (see :func:`mesh_folder_items` for the layouts and the split). ``skip_bad=True`` reads every
-    file once and drops the unreadable ones with a warning that counts and lists them."""
+    file once and drops the unreadable ones with a warning that counts and lists them.
+
+    A training split with files of fewer than two classes raises DataFormatError; ``classes``
+    given without training files give one warning naming them (``allow_missing_classes=True``:
+    none), see :func:`check_classes`."""
     items, names = mesh_folder_items(root, split, classes, valid_pct, seed)
+    check_classes(
+        items,
+        names,
+        split,
+        where=root,
+        hint="remove them from classes= or add their folders",
+        allow_missing=allow_missing_classes,
+    )
     return ShapeDataset(
         items, names, split, points, seed, normalize, skip_bad, name=f"mesh-folder {Path(root).name}"
     )

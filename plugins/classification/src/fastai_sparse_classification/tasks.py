@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastai_sparse import Task
+from fastai_sparse import Task, TaskOption
 
 __all__ = [
     "FolderClassification",
@@ -27,6 +27,57 @@ __all__ = [
 ]
 
 _PKG = "fastai_sparse_classification"
+
+
+_ALLOW_MISSING = TaskOption(
+    "allow_missing_classes",
+    "train even when some classes have no training files (no warning)",
+    type=bool,
+    default=False,
+    commands=("train",),
+)
+_SKIP_BAD = TaskOption(
+    "skip_bad",
+    "read every file once first and leave out unreadable ones",
+    type=bool,
+    default=False,
+    commands=("train",),
+)
+#: The dataset options of the ModelNet tasks (``-O name=value`` on ``prepare`` and ``train``).
+MODELNET_OPTIONS = (
+    TaskOption(
+        "layout",
+        "which files to read when both are there",
+        choices=("auto", "mesh", "resampled"),
+        default="auto",
+    ),
+    TaskOption(
+        "points",
+        "surface points per shape (prepare: stored, default 10000; train: sampled per item, default 2048)",
+        type=int,
+    ),
+    TaskOption(
+        "prepared",
+        "read the prepared folder when there is one (false: the raw files)",
+        type=bool,
+        default=True,
+        commands=("train",),
+    ),
+    _ALLOW_MISSING,
+    _SKIP_BAD,
+)
+#: The dataset options of the mesh-folder task.
+MESH_FOLDER_OPTIONS = (
+    TaskOption(
+        "valid_pct",
+        "fraction of each class held out for validation (no split folders)",
+        type=float,
+        default=0.2,
+        commands=("train",),
+    ),
+    _ALLOW_MISSING,
+    _SKIP_BAD,
+)
 
 
 def _augment(rotate: bool, scale: tuple[float, float], tilt: float = 0.0) -> list:
@@ -110,6 +161,7 @@ def modelnet_task(
         prepare=functools.partial(prepare_modelnet, variant=variant),
         defaults={"bs": 16, "epochs": 100, "lr": 1e-3, "tta": 4},
         read_input=functools.partial(read_shape, points=points),
+        options=MODELNET_OPTIONS,
     )
 
 
@@ -208,6 +260,7 @@ def mesh_folder_task(
         fixture=_fixture("mesh-folder"),
         defaults={"bs": 16, "epochs": 50, "lr": 1e-3, "tta": 4},
         read_input=functools.partial(read_shape, points=points),
+        options=MESH_FOLDER_OPTIONS,
     )
 
 
