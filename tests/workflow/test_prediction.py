@@ -65,6 +65,47 @@ def test_label_values_are_what_files_hold(rooms_task):
     assert output_values(rooms_task, np.array([0, 6, 2])).tolist() == [0, 6, 2]
 
 
+class _ClassCounts:
+    """A task-defined output format: the number of points of each class, in a layout of its own."""
+
+    def path(self, src, out, several):
+        return (out if out is not None else src.parent) / "counts" / f"{src.stem}.counts"
+
+    def write(self, task, result, original, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(" ".join(str(c) for c in np.bincount(result.labels, minlength=7)))
+        return path
+
+
+def test_task_output_format(trained_rooms, rooms_task, room, tmp_path):
+    import dataclasses
+
+    from fastai_sparse.errors import FastaiSparseError
+
+    weights = trained_rooms["weights"]
+    task = dataclasses.replace(
+        rooms_task,
+        output_formats={"counts": _ClassCounts()},
+        defaults={**rooms_task.defaults, "format": "counts"},
+    )
+    src = tmp_path / "room.ply"
+    io.write_ply(src, room)
+    labels = Predictor.from_weights(task, weights).predict(src, tta=1).labels
+    [(_, dst)] = predict_files(task, weights, [src], out=tmp_path / "o", tta=1)  # the task's default format
+    assert dst == tmp_path / "o" / "counts" / "room.counts"
+    assert dst.read_text().split() == [str(c) for c in np.bincount(labels, minlength=7)]
+    [(_, dst)] = predict_files(task, weights, [src], out=tmp_path / "o.txt", tta=1)  # core formats still work
+    np.testing.assert_array_equal(np.loadtxt(dst, dtype=np.int64), labels)
+    with pytest.raises(FastaiSparseError, match=r"unknown output format 'nope'.*counts"):
+        list(predict_files(task, weights, [src], out=tmp_path / "x", fmt="nope"))
+    assert not (tmp_path / "x").exists()
+    res = CliRunner().invoke(
+        main, ["predict", "synthetic-rooms-seg", "--model", str(weights), str(src), "--format", "counts"]
+    )
+    assert res.exit_code == 2 and "'counts' is not a format of task 'synthetic-rooms-seg'" in res.output
+    assert "ply, txt, npz, json" in res.output
+
+
 def test_cli_predict(trained_rooms, room, tmp_path):
     src = tmp_path / "scan.ply"
     io.write_ply(src, room)

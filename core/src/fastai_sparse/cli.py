@@ -563,16 +563,22 @@ def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["ply", "txt", "json", "npz"]),
+    metavar="FORMAT",
     default=None,
-    help="Output format (default: from the output name, else ply for per-point tasks).",
+    help="Output format: ply, txt, json, npz, or one the task adds (default: from the output name, "
+    "else the task's default, else ply for per-point tasks).",
 )
 def predict(task_name, inputs, model_path, out, tta, fmt):
     """Predict with a trained model on INPUT files; write one prediction per point or vertex."""
-    from .prediction import predict_files
+    from .prediction import output_formats, predict_files
     from .registry import get_task
 
     task = get_task(task_name)
+    if fmt is not None and fmt not in output_formats(task):
+        raise click.BadParameter(
+            f"{fmt!r} is not a format of task {task_name!r}; expected one of {', '.join(output_formats(task))}",
+            param_hint="--format",
+        )
     for src, dst in predict_files(task, model_path, list(inputs), out=out, tta=tta, fmt=fmt):
         click.echo(f"{src} -> {dst}")
 

@@ -5,7 +5,8 @@ time, with optional test-time augmentation (the same views as ``learn.tta``), re
 :class:`~fastai_sparse.learner.Prediction` with one row per original point or vertex.
 :func:`predict_files` writes the results: a PLY with a ``label`` property and colours by class,
 the one-value-per-line text format of benchmark submissions, NPZ arrays, or JSON for
-per-sample tasks (top classes with probabilities).
+per-sample tasks (top classes with probabilities), or a format the task adds itself
+(``Task.output_formats``, e.g. a benchmark's submission layout).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from .errors import FastaiSparseError
 from .geometry import Mesh, PointCloud
 
-__all__ = ["FORMATS", "Predictor", "output_values", "predict_files"]
+__all__ = ["FORMATS", "Predictor", "output_formats", "output_values", "predict_files"]
 
 FORMATS = ("ply", "txt", "npz", "json")
 
@@ -143,6 +144,11 @@ class Predictor:
         return make_prediction(per, out, self.task.class_names, cloud, self.task.class_names is not None)
 
 
+def output_formats(task) -> tuple[str, ...]:
+    """Every output format ``predict`` can write for ``task``: :data:`FORMATS` plus the task's own."""
+    return (*FORMATS, *(f for f in task.output_formats if f not in FORMATS))
+
+
 def output_values(task, labels: np.ndarray) -> np.ndarray:
     """The values written to files for class indices: ``task.label_values`` (e.g. NYU40 ids) or
     the indices themselves."""
@@ -168,8 +174,10 @@ def write_result(task, result, original, path: Path, fmt: str, top_k: int = 5) -
     """Write one prediction in ``fmt`` (see :data:`FORMATS`)."""
     from . import io
 
+    if fmt in task.output_formats:
+        return task.output_formats[fmt].write(task, result, original, path)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown output format {fmt!r}; expected one of {FORMATS}")
+        raise ValueError(f"unknown output format {fmt!r}; expected one of {output_formats(task)}")
     if result.per != "point":
         if fmt != "json":
             raise FastaiSparseError(f"task {task.name!r} predicts one value per sample: use --format json")
@@ -225,8 +233,10 @@ def write_result(task, result, original, path: Path, fmt: str, top_k: int = 5) -
 
 
 def _default_format(task, out: Path | None) -> str:
-    if out is not None and out.suffix.lstrip(".").lower() in FORMATS:
+    if out is not None and out.suffix.lstrip(".").lower() in output_formats(task):
         return out.suffix.lstrip(".").lower()
+    if task.defaults.get("format"):
+        return str(task.defaults["format"])
     return "ply" if getattr(task.target, "per", "point") == "point" else "json"
 
 
@@ -243,14 +253,21 @@ def predict_files(
     ``out``: the output file for a single input, or a folder for several (default: next to
     each input, named ``<stem>.pred.<format>``).
     """
-    predictor = Predictor.from_weights(task, model_path)
     out = Path(out) if out is not None else None
-    fmt = fmt or _default_format(predictor.task, out)
+    fmt = fmt or _default_format(task, out)
+    if fmt not in output_formats(task):
+        raise FastaiSparseError(
+            f"unknown output format {fmt!r} for task {task.name!r}; expected one of {output_formats(task)}"
+        )
+    predictor = Predictor.from_weights(task, model_path)
     several = len(inputs) > 1 or (out is not None and out.is_dir())
+    writer = task.output_formats.get(fmt)
     for src in map(Path, inputs):
         cloud, original = _as_input(src, task.read_input)
         result = predictor.predict(cloud, tta=tta)
-        if out is None:
+        if writer is not None:
+            dst = Path(writer.path(src, out, several))
+        elif out is None:
             dst = src.with_name(f"{src.name.split('.')[0]}.pred.{fmt}")
         elif several:
             dst = out / f"{src.name.split('.')[0]}.pred.{fmt}"

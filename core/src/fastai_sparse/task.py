@@ -144,6 +144,12 @@ class Task:
             default :func:`fastai_sparse.io.load`.
         options: the dataset options a user may set from the command line
             (:class:`TaskOption`; ``-O name=value`` on ``prepare`` and ``train``).
+        output_formats: extra output formats of ``predict`` beyond ply, txt, npz and json (e.g.
+            a benchmark's submission layout): ``{name: writer}``, where a writer has
+            ``path(src, out, several) -> Path`` (where the prediction of input ``src`` goes,
+            given ``-o`` (None, a folder or a file) and whether there are several inputs) and
+            ``write(task, result, original, path) -> Path``. ``defaults["format"]`` names the
+            format ``predict`` writes when none is asked for.
     """
 
     name: str
@@ -169,12 +175,14 @@ class Task:
     label_values: Sequence[int] | None = None
     read_input: Callable | None = None
     options: Sequence[TaskOption] = ()
+    output_formats: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         self.options = tuple(self.options)
         self.defaults = {**DEFAULTS, **dict(self.defaults)}
         self.model_kwargs = dict(self.model_kwargs)
         self.head_kwargs = dict(self.head_kwargs)
+        self.output_formats = dict(self.output_formats)
         self.train_transforms = list(self.train_transforms)
         self.valid_transforms = list(self.valid_transforms)
         if self.head is None:
