@@ -1,27 +1,14 @@
-"""``fastai-sparse semantickitti ...``: classes, predict whole sequences, check a submission."""
+"""``fastai-sparse semantickitti ...``: classes, predict whole sequences, check a submission.
+
+Errors raised on purpose reach the user as one line through core's command group.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 import click
-
-
-def _one_line_errors(fn):
-    """Errors raised on purpose end the command with one line (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from fastai_sparse import FastaiSparseError
-
-        try:
-            return fn(*args, **kwargs)
-        except FastaiSparseError as e:
-            raise click.ClickException(str(e)) from e
-
-    return wrapper
 
 
 def _sequences(value: str | None) -> list[str] | None:
@@ -48,7 +35,6 @@ def semantickitti():
 @click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None, help="Data root.")
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="A semantic-kitti.yaml (default: ROOT's, else the plugin's copy).")  # fmt: skip
-@_one_line_errors
 def classes(root, config):
     """List the learning classes: index, name, raw id written, raw ids mapped to it."""
     from .config import find_config
@@ -78,7 +64,6 @@ def classes(root, config):
 @click.option("--overwrite", is_flag=True, help="Replace prediction files that exist already.")
 @click.option("--skip-existing", is_flag=True, help="Keep complete prediction files (resume a stopped run).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@_one_line_errors
 def predict(model_path, root, out, sequences, task_name, tta, device, overwrite, skip_existing, quiet):
     """Predict every scan of SEQUENCES in the submission layout, then check the result."""
     from fastai_sparse import get_task
@@ -119,7 +104,6 @@ def predict(model_path, root, out, sequences, task_name, tta, device, overwrite,
               help="A semantic-kitti.yaml saying which raw ids are valid (default: ROOT's, else the plugin's).")  # fmt: skip
 @click.option("--sizes-only", is_flag=True, help="Check file sizes only (do not read the ids).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
-@_one_line_errors
 def check(predictions, root, sequences, config, sizes_only, as_json):
     """Check that PREDICTIONS (the folder holding sequences/) is complete and well formed:
     one file per scan, one uint32 per point, valid raw ids, nothing else."""

@@ -18,20 +18,21 @@ A second run revalidates only scans whose files changed (the index is also saved
 hundred scans, so an interrupted run resumes). With ``skip_bad`` a bad scan is recorded
 instead of stopping the run; :class:`~fastai_sparse_semantickitti.dataset.SemanticKittiScans`
 then leaves the scans the index marks bad out, with a warning that says how many. The index
-is written atomically (a temporary file in the same folder, then ``os.replace``), so an
-interrupted or concurrent run never leaves a half-written index.
+is written through core's atomic writer (:func:`fastai_sparse.cache.atomic_path`) under core's
+folder lock (:func:`fastai_sparse.cache.folder_lock`): an interrupted run never leaves a
+half-written index, and a second run on the same folder waits for the first, then finds the
+work done. Core's per-item ``.npz`` caches (:func:`fastai_sparse.cache.prepare_items`) are not
+used, since there is nothing to cache.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import sys
 import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -109,17 +110,10 @@ def read_index(path: str | Path, config: LabelConfig | None = None) -> dict[str,
 
 
 def _write_index(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from fastai_sparse.cache import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
 
 
 def _unchanged(entry: dict[str, Any], scan: ScanFiles) -> bool:
@@ -151,6 +145,75 @@ def _default_splits(root: Path) -> tuple[str, ...]:
     test = split_sequences("test")
     has_test = any((seq_dir / s / "velodyne").is_dir() for s in test)
     return ("train", "valid", "test") if has_test else ("train", "valid")
+
+
+def _validate(
+    scans: list[ScanFiles], cfg: LabelConfig, path: Path, jobs: int, skip_bad: bool, force: bool, quiet: bool
+) -> tuple[dict[str, Any], list[ScanFiles], dict[str, str]]:
+    """Validate the scans the index at ``path`` does not hold as valid and unchanged; write the
+    index (every few hundred scans, and at the end). Returns (entries, scans validated, bad)."""
+    old = None if force else read_index(path, cfg)
+    entries: dict[str, Any] = dict(old["scans"]) if old is not None else {}
+    index = {
+        "format": INDEX_FORMAT,
+        "config": cfg.fingerprint,
+        "config_path": str(cfg.path),
+        "scans": entries,
+    }
+    todo = [
+        s for s in scans if not (s.id in entries and entries[s.id].get("ok") and _unchanged(entries[s.id], s))
+    ]
+    bad: dict[str, str] = {}
+    done_since_save = 0
+    by_id = {s.id: s for s in todo}
+
+    def record(sid: str, entry: dict | None, exc: Exception | None) -> None:
+        nonlocal done_since_save
+        if exc is not None:
+            if not skip_bad:
+                _write_index(path, index)  # keep what was validated before stopping
+                raise exc
+            warnings.warn(f"skipping scan {sid}: {exc}", stacklevel=4)
+            bad[sid] = str(exc)
+            scan = by_id[sid]
+            entries[sid] = {
+                "ok": False,
+                "error": str(exc),
+                "bin": _safe_stat(scan.scan),
+                "label": _safe_stat(scan.label),
+            }
+        else:
+            entries[sid] = entry
+        done_since_save += 1
+        if done_since_save >= _SAVE_EVERY:
+            _write_index(path, index)
+            done_since_save = 0
+
+    chunks = [todo[i : i + 64] for i in range(0, len(todo), 64)]
+    from fastprogress.fastprogress import progress_bar
+
+    def bar(it, total):
+        return progress_bar(it, total=total) if (total and not quiet) else it
+
+    if jobs <= 1 or len(chunks) <= 1:
+        for chunk in bar(chunks, len(chunks)):
+            for res in _validate_chunk(chunk, cfg):
+                record(*res)
+    else:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=ctx) as pool:
+            futures = [pool.submit(_validate_chunk, c, cfg) for c in chunks]
+            try:
+                for fut in bar(as_completed(futures), len(futures)):
+                    for res in fut.result():
+                        record(*res)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    _write_index(path, index)
+    return entries, todo, bad
 
 
 def prepare(
@@ -201,69 +264,16 @@ def prepare(
             scans += list_scans(root, names, labels=labelled)
 
     path = index_path(out)
-    old = None if force else read_index(path, cfg)
-    entries: dict[str, Any] = dict(old["scans"]) if old is not None else {}
-    index = {
-        "format": INDEX_FORMAT,
-        "config": cfg.fingerprint,
-        "config_path": str(cfg.path),
-        "scans": entries,
-    }
-    todo = [
-        s for s in scans if not (s.id in entries and entries[s.id].get("ok") and _unchanged(entries[s.id], s))
-    ]
+    from fastai_sparse.cache import folder_lock, remove_dead_temporaries
+
+    def log(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    with folder_lock(out, log=log):  # one prepare per index folder; a second run waits, then finds it done
+        remove_dead_temporaries(out)
+        entries, todo, bad = _validate(scans, cfg, path, jobs, skip_bad, force, quiet)
     skipped_existing = len(scans) - len(todo)
-    bad: dict[str, str] = {}
-    done_since_save = 0
-
-    def record(sid: str, entry: dict | None, exc: Exception | None) -> None:
-        nonlocal done_since_save
-        if exc is not None:
-            if not skip_bad:
-                _write_index(path, index)  # keep what was validated before stopping
-                raise exc
-            warnings.warn(f"skipping scan {sid}: {exc}", stacklevel=3)
-            bad[sid] = str(exc)
-            scan = by_id[sid]
-            entries[sid] = {
-                "ok": False,
-                "error": str(exc),
-                "bin": _safe_stat(scan.scan),
-                "label": _safe_stat(scan.label),
-            }
-        else:
-            entries[sid] = entry
-        done_since_save += 1
-        if done_since_save >= _SAVE_EVERY:
-            _write_index(path, index)
-            done_since_save = 0
-
-    by_id = {s.id: s for s in todo}
-    chunks = [todo[i : i + 64] for i in range(0, len(todo), 64)]
-
-    from fastprogress.fastprogress import progress_bar
-
-    def bar(it, total):
-        return progress_bar(it, total=total) if (total and not quiet) else it
-
-    if jobs <= 1 or len(chunks) <= 1:
-        for chunk in bar(chunks, len(chunks)):
-            for res in _validate_chunk(chunk, cfg):
-                record(*res)
-    else:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_validate_chunk, c, cfg) for c in chunks]
-            try:
-                for fut in bar(as_completed(futures), len(futures)):
-                    for res in fut.result():
-                        record(*res)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-    _write_index(path, index)
 
     ids = {s.id for s in scans}
     counts = np.zeros(cfg.num_classes + 1, np.int64)

@@ -23,10 +23,7 @@ file, what was found and what to do.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
-from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -187,19 +184,14 @@ def read_label(
     return unpack_labels(np.fromfile(path, dtype="<u4"))
 
 
-def _atomic_tofile(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            array.tofile(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+def _atomic_tofile(path: Path, array: np.ndarray, overwrite: bool = True) -> Path:
+    """Write ``array`` to ``path`` through core's atomic writer (a temporary file renamed into
+    place; with ``overwrite=False`` an existing file is never replaced)."""
+    from fastai_sparse.cache import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        array.tofile(tmp)
+    return Path(path)
 
 
 def write_scan(path: str | Path, xyz: np.ndarray, remission: np.ndarray) -> Path:

@@ -74,9 +74,12 @@ def prediction_path(scan: str | Path, out: str | Path | None = None, several: bo
     return (scan.parent if out is None else out) / name
 
 
-def write_prediction(path: str | Path, raw_ids: np.ndarray, n_points: int | None = None) -> Path:
+def write_prediction(
+    path: str | Path, raw_ids: np.ndarray, n_points: int | None = None, overwrite: bool = True
+) -> Path:
     """Write ``raw_ids`` (int [N], raw semantic ids 0..65535) as a ``.label`` (uint32
-    little-endian), atomically. ``n_points``, when given, must equal N."""
+    little-endian), atomically. ``n_points``, when given, must equal N. With ``overwrite=False``
+    an existing file (even one another run wrote a moment ago) is never replaced."""
     ids = np.asarray(raw_ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise DataFormatError(f"expected a 1-D integer array of raw ids, got {ids.dtype} {list(ids.shape)}")
@@ -86,7 +89,7 @@ def write_prediction(path: str | Path, raw_ids: np.ndarray, n_points: int | None
         )
     if len(ids) and (ids.min() < 0 or ids.max() > 0xFFFF):
         raise DataFormatError(f"raw ids span {int(ids.min())}..{int(ids.max())}, expected 0..65535")
-    return _atomic_tofile(Path(path), ids.astype("<u4"))
+    return _atomic_tofile(Path(path), ids.astype("<u4"), overwrite=overwrite)
 
 
 def read_prediction(path: str | Path, n_points: int | None = None) -> np.ndarray:
@@ -147,6 +150,10 @@ def predict_sequences(
     from fastai_sparse.prediction import Predictor
 
     t0 = time.perf_counter()
+    if task.label_values is None or getattr(task.target, "per", None) != "point":
+        raise FastaiSparseError(
+            f"task {task.name!r} does not predict SemanticKITTI raw ids (no label_values); use semantickitti-seg"
+        )
     out = Path(out).expanduser()
     seqs = [sequence_name(s) for s in (sequences if sequences is not None else split_sequences("test"))]
     scans = list_scans(root, seqs, labels=False)
@@ -175,13 +182,13 @@ def predict_sequences(
     predictor = Predictor.from_weights(task, model_path, device=device)
     from fastprogress.fastprogress import progress_bar
 
-    fmt = LabelFormat()
+    values = np.asarray(predictor.task.label_values, np.int64)
     it = progress_bar(jobs) if (jobs and not quiet) else jobs
     for s, dst in it:
-        cloud = task.read_input(s.scan) if task.read_input is not None else None
+        cloud = _read(task, s.scan)
         result = predictor.predict(cloud, tta=tta)
-        fmt.write(predictor.task, result, cloud, dst)
-    valid = None if task.label_values is None else [0, *task.label_values]
+        write_prediction(dst, values[result.labels], n_points=len(cloud), overwrite=overwrite)
+    valid = [0, *task.label_values]
     check = check_predictions(out, root, seqs, valid_ids=valid)
     return {
         "out": str(out),
@@ -191,6 +198,14 @@ def predict_sequences(
         "seconds": round(time.perf_counter() - t0, 3),
         "check": check,
     }
+
+
+def _read(task, path: Path):
+    if task.read_input is not None:
+        return task.read_input(path)
+    from .dataset import read_input
+
+    return read_input(path)
 
 
 # -- checking a folder ----------------------------------------------------------------------
