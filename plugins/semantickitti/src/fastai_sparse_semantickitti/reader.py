@@ -112,7 +112,11 @@ def scan_points(path: str | Path) -> int:
 
 
 def read_scan(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a Velodyne ``.bin``: ``(xyz float32 [N, 3], remission float32 [N])``."""
+    """Read a Velodyne ``.bin``: ``(xyz float32 [N, 3], remission float32 [N])``.
+
+    Both are views of one [N, 4] array read from the file (no copies: on a busy or virtual
+    machine, touching fresh memory costs more than reading the file from the page cache).
+    """
     path = Path(path)
     n = scan_points(path)
     if n == 0:
@@ -126,8 +130,7 @@ def read_scan(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataFormatError(
             f"point {i} is {data[i].tolist()}; every value must be finite", path=path, field="point"
         )
-    xyz = np.ascontiguousarray(data[:, :3], dtype=np.float32)
-    return xyz, np.ascontiguousarray(data[:, 3], dtype=np.float32)
+    return data[:, :3], data[:, 3]
 
 
 def pack_labels(semantic: np.ndarray, instance: np.ndarray | None = None) -> np.ndarray:
