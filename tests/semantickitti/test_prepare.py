@@ -99,3 +99,38 @@ def test_prepared_root_trains_from_the_same_files(kitti_root, tmp_path, split):
     with_index = SemanticKittiScans(kitti_root, split, cache=tmp_path)
     without = SemanticKittiScans(kitti_root, split, cache=tmp_path / "none")
     assert [s.id for s in with_index.scans] == [s.id for s in without.scans]
+
+
+def test_cli_prepare_options(kitti_root, tmp_path):
+    from click.testing import CliRunner
+
+    from fastai_sparse.cli import main
+
+    base = ["prepare", "semantickitti-seg", "--root", str(kitti_root), "-j", "1", "--quiet"]
+    r = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a"), "-O", "splits=valid"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output[r.output.index("{") :])["scans"] == 2
+    r = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"), "-O", "sequences=08,11-12", "--force"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{") :])
+    assert summary["scans"] == 5 and summary["sequences"] == ["08", "11", "12"]
+    r = CliRunner().invoke(main, [*base, "-O", "limit=2"])  # limit is a training option
+    assert r.exit_code == 2 and "unknown option 'limit'" in r.output and "splits=str" in r.output
+    cfg = tmp_path / "broken.yaml"
+    cfg.write_text("labels: {0: x}\n")
+    r = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "c"), "-O", f"config={cfg}"])
+    assert (
+        r.exit_code == 1
+        and "Error:" in r.output
+        and "missing key(s) ['learning_map', 'learning_map_inv']" in r.output
+    )
+
+
+def test_train_options_reach_the_dataset(kitti_root):
+    from fastai_sparse import get_task
+
+    task = get_task("semantickitti-seg")
+    opts = task.parse_options(["limit=1", f"config={default_config().path}"], "train")
+    assert opts["limit"] == 1
+    ds = task.datasets(kitti_root, **opts)
+    assert len(ds["train"]) == len(ds["valid"]) == 1

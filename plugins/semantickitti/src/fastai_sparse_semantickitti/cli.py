@@ -13,17 +13,14 @@ import click
 
 def _sequences(value: str | None) -> list[str] | None:
     """``"11-21"``, ``"11,13"`` or ``"8"`` -> sequence names."""
+    from .reader import parse_sequences
+
     if not value:
         return None
-    out: list[str] = []
-    for part in value.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        try:
-            rng = range(int(lo), int(hi) + 1) if sep else [int(lo)]
-        except ValueError:
-            raise click.BadParameter(f"{value!r}: expected sequence numbers like 11-21 or 0,8") from None
-        out += [f"{n:02d}" for n in rng]
-    return out
+    try:
+        return parse_sequences(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--sequences") from None
 
 
 @click.group()

@@ -13,7 +13,7 @@ from fastai_sparse import DataFormatError, PointCloud
 
 from .config import CONFIG_NAME, LabelConfig, find_config
 from .prepare import bad_scans
-from .reader import ScanFiles, list_scans, read_label, read_scan, sequence_name, split_sequences
+from .reader import ScanFiles, list_scans, parse_sequences, read_label, read_scan, split_sequences
 
 __all__ = ["SemanticKittiScans", "read_input"]
 
@@ -31,8 +31,8 @@ class SemanticKittiScans(Sequence):
 
     Args:
         root: the data root (holding ``sequences/``). split: split name.
-        sequences: explicit sequence numbers instead of the split's (e.g. ``[0]`` to try things
-            on one sequence).
+        sequences: explicit sequence numbers instead of the split's (e.g. ``[0]`` or ``"0-3"`` to
+            try things on a few sequences).
         config: label configuration (a path or LabelConfig; default ``ROOT/semantic-kitti.yaml``
             when present, else the plugin's copy of the official file).
         classes: the class names the caller expects (a task passes its own); a configuration
@@ -58,9 +58,7 @@ class SemanticKittiScans(Sequence):
             raise ValueError(f"unknown SemanticKITTI split {split!r}; expected one of train, valid, test")
         self.root, self.split = Path(root).expanduser(), _SPLITS[split]
         self.sequences = (
-            tuple(sequence_name(s) for s in sequences)
-            if sequences is not None
-            else split_sequences(self.split)
+            tuple(parse_sequences(sequences)) if sequences is not None else split_sequences(self.split)
         )
         self.labelled = (self.split != "test") if labels is None else bool(labels)
         self.config = find_config(self.root, config)

@@ -41,7 +41,15 @@ import numpy as np
 from fastai_sparse import FastaiSparseError
 
 from .config import LabelConfig, find_config
-from .reader import ScanFiles, list_scans, read_label, read_scan, sequences_dir, split_sequences
+from .reader import (
+    ScanFiles,
+    list_scans,
+    parse_sequences,
+    read_label,
+    read_scan,
+    sequences_dir,
+    split_sequences,
+)
 
 __all__ = ["INDEX_FORMAT", "INDEX_NAME", "bad_scans", "index_path", "prepare", "read_index", "validate_scan"]
 
@@ -236,8 +244,10 @@ def prepare(
         jobs: worker processes (1 = in this process).
         skip_bad: record bad scans (a warning each, a count in the summary) instead of stopping
             at the first with its DataFormatError.
-        splits: default train and valid, plus test when its velodyne folders are there.
-        sequences: explicit sequence numbers instead of splits (labels read for 00-10).
+        splits: default train and valid, plus test when its velodyne folders are there (a list, or
+            ``"train,valid"``).
+        sequences: explicit sequence numbers instead of splits (labels read for 00-10); a list or
+            ``"0-7,9"``.
         config: label configuration (default: ``ROOT/semantic-kitti.yaml`` or the plugin's copy).
         quiet: no progress bar. force: revalidate scans the index already holds.
 
@@ -249,10 +259,12 @@ def prepare(
     root = Path(root)
     out = root / "cache" if out is None else Path(out)
     cfg = find_config(root, config)
+    if isinstance(splits, str):  # "train,valid" from the command line
+        splits = [p.strip() for p in splits.split(",") if p.strip()]
     groups: list[tuple[list[str], bool]] = []
     if sequences is not None:
         test = set(split_sequences("test"))
-        names = [f"{int(s):02d}" for s in sequences]
+        names = parse_sequences(sequences)
         groups.append(([s for s in names if s not in test], True))
         groups.append(([s for s in names if s in test], False))
     else:

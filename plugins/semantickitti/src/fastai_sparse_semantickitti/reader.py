@@ -37,6 +37,7 @@ __all__ = [
     "label_path",
     "list_scans",
     "pack_labels",
+    "parse_sequences",
     "read_label",
     "read_scan",
     "scan_points",
@@ -67,6 +68,21 @@ def sequence_name(seq: int | str) -> str:
     if not 0 <= n <= 99:
         raise ValueError(f"sequence {seq!r} is out of range 00..99")
     return f"{n:02d}"
+
+
+def parse_sequences(value: str | int | Iterable[int | str]) -> list[str]:
+    """Sequence names from ``"11-21"``, ``"0,8"``, ``"08"``, ``8`` or a list of those."""
+    if isinstance(value, (list, tuple, range)):
+        return [sequence_name(v) for v in value]
+    out: list[str] = []
+    for part in str(value).split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            nums = range(int(lo), int(hi) + 1) if sep else [int(lo)]
+        except ValueError:
+            raise ValueError(f"{value!r}: expected sequence numbers like 11-21 or 0,8") from None
+        out += [sequence_name(n) for n in nums]
+    return out
 
 
 def split_sequences(split: str) -> tuple[str, ...]:

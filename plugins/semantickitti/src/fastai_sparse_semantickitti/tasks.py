@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from fastai_sparse import Factory, Task
+from fastai_sparse.task import TaskOption
 
 from .config import LabelConfig, default_config, find_config
 
-__all__ = ["FULL_SCALE", "SCALE", "fixture", "seg_task", "train_transforms", "valid_transforms"]
+__all__ = ["FULL_SCALE", "OPTIONS", "SCALE", "fixture", "seg_task", "train_transforms", "valid_transforms"]
 
 SCALE = 20.0
 FULL_SCALE = 8192
@@ -75,6 +76,26 @@ def fixture(directory: str | Path) -> Path:
     from .fixtures import make_fixture
 
     return make_fixture(Path(directory) / "semantickitti", scans=1, points=3000)
+
+
+#: The dataset options a user may set from the command line (``-O name=value``).
+OPTIONS = (
+    TaskOption(
+        "config",
+        "the label configuration, a semantic-kitti.yaml (default ROOT/semantic-kitti.yaml, else the plugin's "
+        "copy of the official one)",
+        type=Path,
+    ),
+    TaskOption(
+        "splits",
+        "the splits to check, e.g. train,valid (default train and valid, and test when its scans are there)",
+        commands=("prepare",),
+    ),
+    TaskOption("sequences", "check these sequences instead, e.g. 00-10 or 08,11", commands=("prepare",)),
+    TaskOption(
+        "limit", "use only the first N scans of each split (quick runs)", type=int, commands=("train",)
+    ),
+)
 
 
 def _prepare(root, out=None, jobs=2, skip_bad=False, **kwargs):
@@ -141,4 +162,5 @@ def seg_task(
         label_values=list(cfg.class_raw_ids),
         read_input=_read_input,
         output_formats={"label": LabelFormat()},
+        options=OPTIONS,
     )
