@@ -37,8 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fastai_sparse import Factory, Task
-from fastai_sparse.task import TaskOption
+from fastai_sparse import Factory, Task, TaskOption
 
 from .config import LabelConfig, default_config, find_config
 
