@@ -12,8 +12,8 @@ a group run round-robin in one process; the ratio is the median of the per-round
   that offset touches, pre-gathered and contiguous (forward ``A_k @ W_k``; forward+backward
   adds ``G_k @ W_k^T`` and ``A_k^T @ G_k``), allocating its outputs. Gathering, scattering
   and the kernel map are free; only active (offset, row) pairs are multiplied.
-* **in-cache bound** (the physical limit): the same useful multiplications, in blocks of the
-  engine's chunk size read from and written to one cache-resident block, so no memory
+* **in-cache bound** (the physical limit): the same useful multiplications, per offset in
+  blocks of 4096 rows read from and written to one cache-resident block, so no memory
   traffic at all. No implementation of the convolution can beat it: a ratio below 1 is
   rejected by the harness as a measurement error.
 * **permuted**: the same voxels in a random row order (a user's own coordinates, several
@@ -42,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Bench, add_common_args
 
 from fastai_sparse.engine import SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d
-from fastai_sparse.engine.functional import chunk_rows
 from fastai_sparse.engine.tensor import KernelMapCache
 
 
@@ -104,6 +103,10 @@ def rooms() -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- baselines
+#: Rows per block of the in-cache bound's products (operands of one block stay in L2).
+BOUND_BLOCK = 4096
+
+
 def _pairs(nbr: torch.Tensor, n_in: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(input rows, output rows) int64 of every offset of a neighbour table."""
     out = []
@@ -227,7 +230,7 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
     n_pairs = sum(len(i) for i, _ in pairs)
     flops_fwd = 2.0 * n_pairs * 32 * 32
     grad = torch.randn(M, 32)
-    block = chunk_rows(32)
+    block = BOUND_BLOCK
     tag = f"{name}/t{t}"
     where = f"{label_size} room, {t} thread{'s' if t > 1 else ''}"
     bench.info.setdefault("rooms", {})[name] = {
@@ -330,11 +333,11 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
     g = bench.time(
         {
             "gemm_down": gemm_limit(dpairs, feats, wd, dgrad, True),
-            "bound_down": in_cache_bound(dpairs, wd, True, chunk_rows(64)),
+            "bound_down": in_cache_bound(dpairs, wd, True, BOUND_BLOCK),
             "down": fwd_bwd(down, x, dgrad),
             "down_permuted": fwd_bwd(down, xp, dgrad),
             "gemm_up": gemm_limit(upairs, y.feats, wu, ugrad, True),
-            "bound_up": in_cache_bound(upairs, wu, True, chunk_rows(64)),
+            "bound_up": in_cache_bound(upairs, wu, True, BOUND_BLOCK),
             "up": fwd_bwd(up, y, ugrad),
             "up_permuted": fwd_bwd(up, y_p, ugrad[perm]),
         },

@@ -203,7 +203,7 @@ def test_sorted_key_path_matches_grid(monkeypatch, force_sorted):
 
 
 def test_chunking_does_not_change_results():
-    from fastai_sparse.engine.functional import gather_conv, subm_backward
+    from fastai_sparse.engine.functional import gather_mm, gather_mm_wgrad, subm_backward
 
     coords = random_sites(2, (9, 8, 7), 0.3, 22)
     x = SparseTensor(coords, torch.randn(len(coords), 3, dtype=torch.float64))
@@ -211,10 +211,13 @@ def test_chunking_does_not_change_results():
     xs = kmap.to_positions(x.feats)  # the compute kernels work in the map's positions
     w = torch.randn(27, 3, 4, dtype=torch.float64)
     g = torch.randn(len(coords), 4, dtype=torch.float64)
-    ref = gather_conv(xs, kmap.nbr, w, kmap.extra, 13, chunk=10**6)
+    ref = gather_mm(xs, kmap.nbr_t, w, chunk=10**6)
     gref = subm_backward(xs, w, g, kmap, True, True, chunk=10**6)
+    wref = gather_mm_wgrad(xs, kmap.nbr_t, g, chunk=10**6)
+    torch.testing.assert_close(wref, gref[1])  # the map is symmetric
     for chunk in (1, 7, 64):
-        torch.testing.assert_close(gather_conv(xs, kmap.nbr, w, kmap.extra, 13, chunk), ref)
+        torch.testing.assert_close(gather_mm(xs, kmap.nbr_t, w, chunk), ref)
         got = subm_backward(xs, w, g, kmap, True, True, chunk=chunk)
         torch.testing.assert_close(got[0], gref[0])
         torch.testing.assert_close(got[1], gref[1])
+        torch.testing.assert_close(gather_mm_wgrad(xs, kmap.nbr_t, g, chunk), wref)

@@ -5,16 +5,26 @@ Weight layout everywhere: ``weight`` float [K**3, C_in, C_out] in the offset ord
 
 Two compute kernels do all the work:
 
-* :func:`gather_conv` (output-stationary): ``out[j] = sum_k x[nbr[k, j]] @ W[k]`` over a
-  neighbour table with a zero padding row for absent neighbours. Rows are processed in
-  chunks that stay in cache; each (chunk, offset) is a contiguous ``index_select`` followed
-  by an in-place ``addmm_`` into the output chunk, so nothing is scattered and no
-  [pairs, C] intermediate is ever materialised. (chunk, offset) blocks without any active
-  pair are skipped.
-* :func:`scatter_conv` (input-stationary): per offset ``out[o_k] += x[i_k] @ W[k]``, used for
-  the input gradient of strided convolutions and the forward of inverse convolutions, where
-  every fine row belongs to exactly one (coarse row, offset) pair and the scatter is a plain
-  ``index_copy_``.
+* :func:`gather_mm` (output-stationary im2col): ``out[j] = sum_k x[nbr_t[j, k]] @ W[k]``
+  over a neighbour table with a zero padding row for absent neighbours. Outputs are
+  processed in blocks small enough for L2: one ``index_select`` gathers a block's whole
+  im2col matrix [rows, K**3 * C_in] and ONE ``mm`` with the stacked weights
+  [K**3 * C_in, C_out] writes the block's outputs, so each block costs two torch calls
+  whatever the kernel volume (27 offsets used to cost 54 calls), nothing is scattered and no
+  [pairs, C] intermediate is ever materialised. :func:`gather_mm_wgrad` is the weight
+  gradient over the same gathered blocks, and :func:`subm_backward` computes both gradients
+  of a submanifold convolution from one gather per block.
+* :func:`scatter_conv` (input-stationary): used for the input gradient of strided
+  convolutions and the forward of inverse convolutions, where every fine row belongs to
+  exactly one (coarse row, offset) pair: one GEMM ``x @ [W_0 | W_1 | ...]`` and one row
+  gather.
+
+Absent neighbours: the padding row is gathered (a cached zero row, nearly free) and
+multiplied (K**3 / active-pairs, about 1.5x the useful FLOPs on indoor scenes). Packing
+only the active pairs was measured slower in pure PyTorch: a packed block needs a scatter
+(``index_add_``, 3x the cost of a gather per row) or a gather-sum plus a row reorder, and
+grouping rows by neighbour pattern (1.1x the useful FLOPs) gave GEMMs of varying widths
+that were slower per useful FLOP than one wide GEMM. The benchmark reports useful FLOP/s.
 
 Row order: maps index the fine side in sorted positions (see
 :mod:`fastai_sparse.engine.kernel_map`). When a map carries a ``perm``, the caller's
@@ -33,124 +43,82 @@ from .kernel_map import DownMap, SubmanifoldMap
 
 __all__ = [
     "down_conv",
-    "gather_conv",
+    "gather_mm",
+    "gather_mm_backward",
+    "gather_mm_wgrad",
     "global_avg_pool_feats",
     "global_max_pool_feats",
     "inverse_conv",
     "scatter_conv",
+    "subm_backward",
     "subm_conv",
 ]
 
-#: Bytes of one gathered block per intra-op thread; a chunk of outputs plus one gathered
-#: block stay in L2 while all offsets are accumulated into it.
-CHUNK_BYTES_PER_THREAD = 1 << 19
+#: Bytes of one gathered im2col block per intra-op thread: the block and its GEMM's
+#: operands stay in L2 (256 rows of a 3x3x3 kernel over 32 channels).
+IM2COL_BYTES_PER_THREAD = 1 << 20
 
 
-def chunk_rows(channels: int) -> int:
-    """Rows per chunk for blocks of ``channels`` float32 columns (scaled by torch threads)."""
-    per_thread = CHUNK_BYTES_PER_THREAD // (4 * max(1, channels))
-    return max(1024, per_thread * max(1, torch.get_num_threads()))
+def block_rows(row_bytes: int) -> int:
+    """Output rows per im2col block whose gathered rows take ``row_bytes`` each."""
+    per_thread = max(16, IM2COL_BYTES_PER_THREAD // max(1, row_bytes))
+    return per_thread * max(1, torch.get_num_threads())
 
 
-def _chunk_counts(nbr: torch.Tensor, n_in: int, chunk: int, cache: dict) -> list[list[bool]]:
-    """For each row chunk, which offsets have at least one active pair (cached per map)."""
-    key = ("chunk_active", chunk)
-    act = cache.get(key)
-    if act is None:
-        n = nbr.shape[1]
-        act = []
-        valid = nbr < n_in
-        for a in range(0, n, chunk):
-            act.append(valid[:, a : a + chunk].any(dim=1).tolist())
-        cache[key] = act
-    return act
+def _padded(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with one zero row appended (the row absent neighbours point at)."""
+    return torch.cat([x, x.new_zeros(1, x.shape[1])])
 
 
-def gather_conv(
-    x: torch.Tensor,
-    nbr: torch.Tensor,
-    weight: torch.Tensor,
-    extra: dict,
-    identity_offset: int | None = None,
-    chunk: int | None = None,
+def gather_mm(
+    src: torch.Tensor, nbr_t: torch.Tensor, weight: torch.Tensor, chunk: int | None = None
 ) -> torch.Tensor:
-    """Output-stationary sparse convolution.
+    """Output-stationary sparse convolution (im2col blocks).
 
     Args:
-        x: float [N_in, C_in] input features.
-        nbr: int64 [K, N_out] neighbour table, ``N_in`` marks an absent neighbour.
+        src: float [N_in, C_in] input features (in the table's positions).
+        nbr_t: int [N_out, K] neighbour table, ``N_in`` marks an absent neighbour.
         weight: float [K, C_in, C_out].
-        extra: per-map dict for cached chunk statistics.
-        identity_offset: offset ``k`` with ``nbr[k] == arange`` (submanifold centre): its
-            rows are used in place, without a gather.
+        chunk: output rows per block (default :func:`block_rows`).
 
     Returns:
-        float [N_out, C_out].
+        float [N_out, C_out] with ``out[j] = sum_k src[nbr_t[j, k]] @ weight[k]``.
     """
-    vol, n_out = nbr.shape
-    n_in, c_in = x.shape
-    c_out = weight.shape[2]
-    chunk = chunk or chunk_rows(max(c_in, c_out))
-    x_pad = torch.cat([x, x.new_zeros(1, c_in)])
-    out = x.new_empty((n_out, c_out))
+    n_out, vol = nbr_t.shape
+    c_in, c_out = src.shape[1], weight.shape[2]
+    out = src.new_empty((n_out, c_out))
     if n_out == 0:
         return out
-    active = _chunk_counts(nbr, n_in, chunk, extra)
-    buf = x.new_empty((min(chunk, n_out), c_in))
-    for ci, a in enumerate(range(0, n_out, chunk)):
+    w = weight.reshape(vol * c_in, c_out)
+    src_pad = _padded(src)
+    chunk = chunk or block_rows(vol * c_in * src.element_size())
+    buf = src.new_empty((min(chunk, n_out) * vol, c_in))
+    for a in range(0, n_out, chunk):
         b = min(n_out, a + chunk)
-        o = out[a:b]
-        g = buf[: b - a]
-        first = True
-        if identity_offset is not None:
-            torch.mm(x[a:b], weight[identity_offset], out=o)
-            first = False
-        for k in range(vol):
-            if k == identity_offset or not active[ci][k]:
-                continue
-            torch.index_select(x_pad, 0, nbr[k, a:b], out=g)
-            if first:
-                torch.mm(g, weight[k], out=o)
-                first = False
-            else:
-                o.addmm_(g, weight[k])
-        if first:
-            o.zero_()
+        g = buf[: (b - a) * vol]
+        torch.index_select(src_pad, 0, nbr_t[a:b].reshape(-1), out=g)
+        torch.mm(g.view(b - a, vol * c_in), w, out=out[a:b])
     return out
 
 
-def gather_weight_grad(
-    x: torch.Tensor,
-    nbr: torch.Tensor,
-    grad_out: torch.Tensor,
-    extra: dict,
-    identity_offset: int | None = None,
-    chunk: int | None = None,
+def gather_mm_wgrad(
+    src: torch.Tensor, nbr_t: torch.Tensor, other: torch.Tensor, chunk: int | None = None
 ) -> torch.Tensor:
-    """``dW[k] = sum_j x[nbr[k, j]]^T grad_out[j]``: float [K, C_in, C_out]."""
-    vol, n_out = nbr.shape
-    n_in, c_in = x.shape
-    c_out = grad_out.shape[1]
-    chunk = chunk or chunk_rows(max(c_in, c_out))
-    gw = x.new_zeros((vol, c_in, c_out))
+    """``dW[k] = sum_j src[nbr_t[j, k]]^T other[j]``: float [K, C_src, C_other]."""
+    n_out, vol = nbr_t.shape
+    c_src, c_other = src.shape[1], other.shape[1]
+    acc = src.new_zeros((vol * c_src, c_other))
     if n_out == 0:
-        return gw
-    x_pad = torch.cat([x, x.new_zeros(1, c_in)])
-    active = _chunk_counts(nbr, n_in, chunk, extra)
-    buf = x.new_empty((min(chunk, n_out), c_in))
-    for ci, a in enumerate(range(0, n_out, chunk)):
+        return acc.view(vol, c_src, c_other)
+    src_pad = _padded(src)
+    chunk = chunk or block_rows(vol * c_src * src.element_size())
+    buf = src.new_empty((min(chunk, n_out) * vol, c_src))
+    for a in range(0, n_out, chunk):
         b = min(n_out, a + chunk)
-        go = grad_out[a:b]
-        g = buf[: b - a]
-        for k in range(vol):
-            if k == identity_offset:
-                gw[k].addmm_(x[a:b].t(), go)
-                continue
-            if not active[ci][k]:
-                continue
-            torch.index_select(x_pad, 0, nbr[k, a:b], out=g)
-            gw[k].addmm_(g.t(), go)
-    return gw
+        g = buf[: (b - a) * vol]
+        torch.index_select(src_pad, 0, nbr_t[a:b].reshape(-1), out=g)
+        acc.addmm_(g.view(b - a, vol * c_src).t(), other[a:b])
+    return acc.view(vol, c_src, c_other)
 
 
 def scatter_conv(
@@ -181,6 +149,39 @@ def scatter_conv(
     return kmap.to_caller(out) if coarse_to_fine else out
 
 
+def gather_mm_backward(
+    src: torch.Tensor,
+    nbr_t: torch.Tensor,
+    weight: torch.Tensor,
+    other: torch.Tensor,
+    need_out: bool,
+    need_w: bool,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """:func:`gather_mm` and :func:`gather_mm_wgrad` from ONE gather per block:
+    ``(gather_mm(src, nbr_t, weight), gather_mm_wgrad(src, nbr_t, other))``, either None
+    when not needed (the input and weight gradients of an inverse convolution)."""
+    n_out, vol = nbr_t.shape
+    c_src = src.shape[1]
+    out = src.new_empty((n_out, weight.shape[2])) if need_out else None
+    acc = src.new_zeros((vol * c_src, other.shape[1])) if need_w else None
+    if n_out > 0 and (need_out or need_w):
+        w = weight.reshape(vol * c_src, -1) if need_out else None
+        src_pad = _padded(src)
+        chunk = chunk or block_rows(vol * c_src * src.element_size())
+        buf = src.new_empty((min(chunk, n_out) * vol, c_src))
+        for a in range(0, n_out, chunk):
+            b = min(n_out, a + chunk)
+            g = buf[: (b - a) * vol]
+            torch.index_select(src_pad, 0, nbr_t[a:b].reshape(-1), out=g)
+            g = g.view(b - a, vol * c_src)
+            if need_out:
+                torch.mm(g, w, out=out[a:b])
+            if need_w:
+                acc.addmm_(g.t(), other[a:b])
+    return out, (acc.view(vol, c_src, -1) if need_w else None)
+
+
 def subm_backward(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -190,44 +191,36 @@ def subm_backward(
     need_w: bool,
     chunk: int | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Both gradients of a submanifold convolution from ONE gather per (chunk, offset).
+    """Both gradients of a submanifold convolution from ONE gather per block.
 
-    With ``k'`` the mirror of offset ``k``, rows ``i`` of a chunk and
-    ``B = grad_out_pad[nbr[k', i]]`` (the symmetric map):
-    ``grad_x[i] += B @ W[k]^T`` and ``grad_W[k] += x[i]^T @ B``.
+    ``x`` and ``grad_out`` in the map's positions. Column ``k`` of the gathered block of
+    rows ``i`` holds ``grad_out[nbr[k, i]]``; by the map's symmetry it pairs with the
+    mirrored offset ``k' = K**3 - 1 - k``: ``grad_x[i] += grad_out[nbr[k, i]] @ W[k']^T``
+    and ``grad_W[k'] += x[i]^T grad_out[nbr[k, i]]``.
     """
-    vol, n = kmap.nbr.shape
+    nbr_t = kmap.nbr_t
+    n, vol = nbr_t.shape
     c_in, c_out = weight.shape[1], weight.shape[2]
-    chunk = chunk or chunk_rows(max(c_in, c_out))
-    centre = vol // 2
-    nbr = kmap.nbr
-    wt = weight.transpose(1, 2)
     gx = x.new_empty((n, c_in)) if need_x else None
-    gw = x.new_zeros((vol, c_in, c_out)) if need_w else None
-    if n == 0:
-        return (gx.zero_() if need_x else None), gw
-    g_pad = torch.cat([grad_out, grad_out.new_zeros(1, c_out)])
-    active = _chunk_counts(nbr, n, chunk, kmap.extra)
-    buf = x.new_empty((min(chunk, n), c_out))
-    for ci, a in enumerate(range(0, n, chunk)):
-        b = min(n, a + chunk)
-        xa = x[a:b]
-        ga = grad_out[a:b]
-        if need_x:
-            o = gx[a:b]
-            torch.mm(ga, wt[centre], out=o)
-        if need_w:
-            gw[centre].addmm_(xa.t(), ga)
-        g = buf[: b - a]
-        for k in range(vol):
-            km = vol - 1 - k
-            if k == centre or not active[ci][km]:
-                continue
-            torch.index_select(g_pad, 0, nbr[km, a:b], out=g)
+    acc = x.new_zeros((c_in, vol * c_out)) if need_w else None
+    if n > 0 and (need_x or need_w):
+        # block k of wm is W[vol - 1 - k]^T
+        wm = weight.flip(0).transpose(1, 2).reshape(vol * c_out, c_in) if need_x else None
+        g_pad = _padded(grad_out)
+        chunk = chunk or block_rows(vol * c_out * grad_out.element_size())
+        buf = grad_out.new_empty((min(chunk, n) * vol, c_out))
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            g = buf[: (b - a) * vol]
+            torch.index_select(g_pad, 0, nbr_t[a:b].reshape(-1), out=g)
+            g = g.view(b - a, vol * c_out)
             if need_x:
-                o.addmm_(g, wt[k])
+                torch.mm(g, wm, out=gx[a:b])
             if need_w:
-                gw[k].addmm_(xa.t(), g)
+                acc.addmm_(x[a:b].t(), g)
+    gw = None
+    if need_w:
+        gw = acc.view(c_in, vol, c_out).permute(1, 0, 2).flip(0).contiguous()
     return gx, gw
 
 
@@ -237,8 +230,7 @@ class _SubMConv(torch.autograd.Function):
         ctx.kmap = kmap
         xs = kmap.to_positions(x)  # saved in position order: the backward needs no regather
         ctx.save_for_backward(xs, weight)
-        centre = kmap.volume // 2
-        return kmap.to_caller(gather_conv(xs, kmap.nbr, weight, kmap.extra, identity_offset=centre))
+        return kmap.to_caller(gather_mm(xs, kmap.nbr_t, weight))
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -261,7 +253,7 @@ class _DownConv(torch.autograd.Function):
         ctx.kmap = kmap
         xs = kmap.to_positions(x)
         ctx.save_for_backward(xs, weight)
-        return gather_conv(xs, kmap.nbr, weight, kmap.extra)
+        return gather_mm(xs, kmap.nbr_t, weight)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -272,7 +264,7 @@ class _DownConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = scatter_conv(grad_out, kmap, weight.transpose(1, 2), kmap.n_in, True)
         if ctx.needs_input_grad[1]:
-            gw = gather_weight_grad(xs, kmap.nbr, grad_out, kmap.extra)
+            gw = gather_mm_wgrad(xs, kmap.nbr_t, grad_out)
         return gx, gw, None
 
 
@@ -288,14 +280,11 @@ class _InverseConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         kmap = ctx.kmap
         gs = kmap.to_positions(grad_out.contiguous())
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            wt = weight.transpose(1, 2).contiguous()
-            gx = gather_conv(gs, kmap.nbr, wt, kmap.extra)
-        if ctx.needs_input_grad[1]:
-            # dW[k] = sum_o x[o]^T g[nbr[k, o]]
-            gw = gather_weight_grad(gs, kmap.nbr, x, kmap.extra).transpose(1, 2)
-        return gx, gw, None
+        # gx[o] = sum_k g[nbr[k, o]] @ W[k]^T and dW[k]^T = sum_o g[nbr[k, o]]^T x[o]
+        gx, gwt = gather_mm_backward(
+            gs, kmap.nbr_t, weight.transpose(1, 2), x, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        )
+        return gx, (None if gwt is None else gwt.transpose(1, 2)), None
 
 
 def _check_weight(x: torch.Tensor, weight: torch.Tensor, vol: int) -> None:

@@ -217,17 +217,19 @@ class _Ordered:
 class SubmanifoldMap(_Ordered):
     """Neighbour table of a submanifold convolution (output sites == input sites).
 
-    ``nbr``: int32 (int64 beyond 2**31 sites) [K**3, M]; ``nbr[k, j]`` is the input
+    ``nbr_t``: int32 (int64 beyond 2**31 sites) [M, K**3]; ``nbr_t[j, k]`` is the input
     position feeding output position ``j`` through offset ``k``, or ``M`` (a zero padding
-    row) when that neighbour is absent. Positions are the caller's rows when ``perm`` is
-    None, else ``perm[p]`` is the caller's row at position ``p`` (see the module docstring).
-    The map is symmetric: ``nbr[k, j] == i`` iff ``nbr[K**3 - 1 - k, i] == j``, so the
-    input gradient reuses it with mirrored, transposed weights.
+    row) when that neighbour is absent (one row per output: a gather of ``nbr_t[a:b]`` is
+    the im2col block of outputs ``a:b``). ``nbr`` is the [K**3, M] view. Positions are the
+    caller's rows when ``perm`` is None, else ``perm[p]`` is the caller's row at position
+    ``p`` (see the module docstring). The map is symmetric: ``nbr[k, j] == i`` iff
+    ``nbr[K**3 - 1 - k, i] == j``, so the input gradient reuses it with mirrored,
+    transposed weights.
     """
 
     kernel_size: int
     n: int
-    nbr: torch.Tensor
+    nbr_t: torch.Tensor
     extra: dict = field(default_factory=dict)
     perm: torch.Tensor | None = None
 
@@ -236,11 +238,16 @@ class SubmanifoldMap(_Ordered):
         return self.kernel_size**3
 
     @property
+    def nbr(self) -> torch.Tensor:
+        """[K**3, M] view of the table (offset-major)."""
+        return self.nbr_t.t()
+
+    @property
     def counts(self) -> torch.Tensor:
         """int64 [K**3]: active pairs per offset (computed on first use)."""
         c = self.extra.get("counts")
         if c is None:
-            c = self.extra["counts"] = (self.nbr < self.n).sum(dim=1)
+            c = self.extra["counts"] = (self.nbr_t < self.n).sum(dim=0)
         return c
 
 
@@ -249,8 +256,9 @@ class DownMap(_Ordered):
     """A strided convolution from a fine level (``n_in`` rows) to a coarse one (``n_out``).
 
     ``out_coords``: int64 [n_out, 4] coarse coords in original voxel units, sorted by
-    (batch, x, y, z). ``nbr``: int32/int64 [K**3, n_out], ``nbr[k, o]`` is the fine
-    position at ``o * stride + offset_k`` or ``n_in`` when absent. ``fine_slot``: int64
+    (batch, x, y, z). ``nbr_t``: int32/int64 [n_out, K**3], ``nbr_t[o, k]`` is the fine
+    position at ``o * stride + offset_k`` or ``n_in`` when absent (``nbr`` is the
+    [K**3, n_out] view). ``fine_slot``: int64
     [n_in] equal to ``o * K**3 + k`` of the single (coarse row, offset) of every fine
     position when ``kernel_size == stride`` (None otherwise). Fine positions are the
     caller's fine rows when ``perm`` is None, else ``perm[p]`` is the caller's row at
@@ -262,7 +270,7 @@ class DownMap(_Ordered):
     n_in: int
     n_out: int
     out_coords: torch.Tensor
-    nbr: torch.Tensor
+    nbr_t: torch.Tensor
     fine_slot: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
     perm: torch.Tensor | None = None
@@ -270,6 +278,11 @@ class DownMap(_Ordered):
     @property
     def volume(self) -> int:
         return self.kernel_size**3
+
+    @property
+    def nbr(self) -> torch.Tensor:
+        """[K**3, n_out] view of the table (offset-major)."""
+        return self.nbr_t.t()
 
     @property
     def fine_slot_caller(self) -> torch.Tensor | None:
@@ -324,21 +337,22 @@ def build_submanifold_map(index: CoordIndex, kernel_size: int) -> SubmanifoldMap
     vol = len(offs)
     idt = _index_dtype(n)
     if n == 0:
-        return SubmanifoldMap(kernel_size, 0, torch.empty((vol, 0), dtype=idt, device=dev))
+        return SubmanifoldMap(kernel_size, 0, torch.empty((0, vol), dtype=idt, device=dev))
     # index.keys and the grid are in position order: the table is built in positions
     deltas = [index.delta(o) for o in offs]
     if index.grid is not None:
         # grid cells hold the row, or n when empty: ONE gather of all offsets' keys, no
         # fix-up pass (few large ops also keep multi-threaded runs robust on a busy CPU)
         kdt = torch.int32 if index.total < 2**31 else torch.int64
-        q = index.keys.to(kdt)[None, :] + torch.tensor(deltas, dtype=kdt, device=dev)[:, None]
-        nbr = index.grid.index_select(0, q.view(-1)).view(vol, n).to(idt)
+        q = index.keys.to(kdt)[:, None] + torch.tensor(deltas, dtype=kdt, device=dev)[None, :]
+        nbr_t = index.grid.index_select(0, q.view(-1)).view(n, vol).to(idt)
     else:
         nbr = torch.empty((vol, n), dtype=idt, device=dev)
         for k, d in enumerate(deltas):
             rows = index.positions(index.keys + d)
             nbr[k] = rows.masked_fill_(rows < 0, n)
-    return SubmanifoldMap(kernel_size=kernel_size, n=n, nbr=nbr, perm=index.perm)
+        nbr_t = nbr.t().contiguous()
+    return SubmanifoldMap(kernel_size=kernel_size, n=n, nbr_t=nbr_t, perm=index.perm)
 
 
 def _unique_keys(keys: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -411,15 +425,15 @@ def build_down_map(
     s_out = in_stride * stride
     out_coords = torch.stack([b, x * s_out, y * s_out, z * s_out], dim=1)
     slot = out_idx * vol + kk
-    nbr = torch.full((vol * n_out,), n_in, dtype=idt, device=dev)
-    nbr[kk * n_out + out_idx] = in_idx.to(idt)
+    nbr_t = torch.full((n_out * vol,), n_in, dtype=idt, device=dev)
+    nbr_t[out_idx * vol + kk] = in_idx.to(idt)
     return DownMap(
         kernel_size=kernel_size,
         stride=stride,
         n_in=n_in,
         n_out=n_out,
         out_coords=out_coords,
-        nbr=nbr.view(vol, n_out),
+        nbr_t=nbr_t.view(n_out, vol),
         fine_slot=slot if kernel_size == stride else None,
         perm=index.perm,
     )
