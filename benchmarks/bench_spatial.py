@@ -149,9 +149,10 @@ def main() -> None:
         nargs="*",
         default=["synthetic-keypoints", "synthetic-boxes-det", "synthetic-boxes-det-vfe"],
     )
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/spatial.json)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     bench = Bench(
         "spatial",
         "spatial targets (boxes, keypoints) trained a few minutes vs no-learning baselines of the same run",

@@ -85,6 +85,24 @@ def loadavg() -> list[float] | None:
         return None
 
 
+def machine_state(load: dict[str, Any] | None, threads: int | None) -> str | None:
+    """ "quiet", "busy" or "oversubscribed" from a timed group's load averages.
+
+    Our own process accounts for up to ``threads`` of the 1-minute load; the rest is other
+    work. More runnable threads than CPUs with ``threads > 1`` is "oversubscribed": OpenMP
+    barriers then wait for descheduled partner threads and small parallel ops can be tens
+    of times slower, so such a timing says nothing about the code.
+    """
+    if not load or not load.get("before") or not load.get("after"):
+        return None
+    ncpu = os.cpu_count() or 1
+    t = threads or 1
+    others = max(load["before"][0], load["after"][0]) - t
+    if t > 1 and others + t > ncpu + 0.5:
+        return "oversubscribed"
+    return "busy" if others >= 0.5 else "quiet"
+
+
 def torch_threads() -> int | None:
     """torch's intra-op thread count (None when torch is not installed)."""
     try:
@@ -355,6 +373,8 @@ class Bench:
                 rec["baseline"]["samples_ms"] = [_round(s * 1e3) for s in baseline.samples]
             if b == 0 or (isinstance(baseline, Timing) and min(baseline.samples) <= 0):
                 rec["ratio"] = None  # a zero baseline (e.g. a baseline scoring 0): no ratio
+                if rec.get("load"):
+                    rec["machine"] = machine_state(rec["load"], rec.get("threads"))
                 if readme:
                     rec["readme"] = True
                 if note:
@@ -402,6 +422,8 @@ class Bench:
         if note:
             rec["note"] = note
         rec.update(extra)
+        if rec.get("load") and "machine" not in rec:
+            rec["machine"] = machine_state(rec["load"], rec.get("threads"))
         self.figures.append(rec)
         return rec
 

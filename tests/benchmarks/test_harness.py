@@ -94,3 +94,13 @@ def test_zero_baseline_records_no_ratio(harness, tmp_path):
     bench = harness.Bench("unit", "test", out=tmp_path / "unit.json")
     rec = bench.figure("map", 0.4, baseline=0.0, baseline_label="a baseline scoring 0", higher_is_better=True)
     assert rec["ratio"] is None and rec["baseline"]["value"] == 0.0 and bench.figures == [rec]
+
+
+def test_machine_state(harness, monkeypatch):
+    monkeypatch.setattr(harness.os, "cpu_count", lambda: 2)
+    load = lambda a, b: {"before": [a, 0, 0], "after": [b, 0, 0]}  # noqa: E731
+    assert harness.machine_state(load(2.1, 1.9), 2) == "quiet"  # our own two threads
+    assert harness.machine_state(load(1.2, 1.0), 1) == "quiet"
+    assert harness.machine_state(load(2.0, 2.2), 1) == "busy"
+    assert harness.machine_state(load(3.0, 4.0), 2) == "oversubscribed"
+    assert harness.machine_state(None, 2) is None
