@@ -49,6 +49,7 @@ __all__ = [
     "global_avg_pool_feats",
     "global_max_pool_feats",
     "inverse_conv",
+    "positions_padded",
     "scatter_conv",
     "subm_backward",
     "subm_conv",
@@ -70,8 +71,25 @@ def _padded(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(1, x.shape[1])])
 
 
+def positions_padded(kmap: SubmanifoldMap | DownMap, x: torch.Tensor) -> torch.Tensor:
+    """The caller's fine-side rows ``x`` [N, C] in the map's positions, plus a zero row:
+    [N + 1, C] in one pass (a gather when the map reorders, else a copy)."""
+    n, c = x.shape
+    out = x.new_empty((n + 1, c))
+    if kmap.perm is None:
+        out[:n].copy_(x)
+    else:
+        torch.index_select(x, 0, kmap.perm, out=out[:n])
+    out[n].zero_()
+    return out
+
+
 def gather_mm(
-    src: torch.Tensor, nbr_t: torch.Tensor, weight: torch.Tensor, chunk: int | None = None
+    src: torch.Tensor,
+    nbr_t: torch.Tensor,
+    weight: torch.Tensor,
+    chunk: int | None = None,
+    padded: bool = False,
 ) -> torch.Tensor:
     """Output-stationary sparse convolution (im2col blocks).
 
@@ -80,6 +98,7 @@ def gather_mm(
         nbr_t: int [N_out, K] neighbour table, ``N_in`` marks an absent neighbour.
         weight: float [K, C_in, C_out].
         chunk: output rows per block (default :func:`block_rows`).
+        padded: ``src`` already ends with the zero row (then [N_in + 1, C_in]).
 
     Returns:
         float [N_out, C_out] with ``out[j] = sum_k src[nbr_t[j, k]] @ weight[k]``.
@@ -90,7 +109,7 @@ def gather_mm(
     if n_out == 0:
         return out
     w = weight.reshape(vol * c_in, c_out)
-    src_pad = _padded(src)
+    src_pad = src if padded else _padded(src)
     chunk = chunk or block_rows(vol * c_in * src.element_size())
     buf = src.new_empty((min(chunk, n_out) * vol, c_in))
     for a in range(0, n_out, chunk):
@@ -102,15 +121,20 @@ def gather_mm(
 
 
 def gather_mm_wgrad(
-    src: torch.Tensor, nbr_t: torch.Tensor, other: torch.Tensor, chunk: int | None = None
+    src: torch.Tensor,
+    nbr_t: torch.Tensor,
+    other: torch.Tensor,
+    chunk: int | None = None,
+    padded: bool = False,
 ) -> torch.Tensor:
-    """``dW[k] = sum_j src[nbr_t[j, k]]^T other[j]``: float [K, C_src, C_other]."""
+    """``dW[k] = sum_j src[nbr_t[j, k]]^T other[j]``: float [K, C_src, C_other]
+    (``padded`` as in :func:`gather_mm`)."""
     n_out, vol = nbr_t.shape
     c_src, c_other = src.shape[1], other.shape[1]
     acc = src.new_zeros((vol * c_src, c_other))
     if n_out == 0:
         return acc.view(vol, c_src, c_other)
-    src_pad = _padded(src)
+    src_pad = src if padded else _padded(src)
     chunk = chunk or block_rows(vol * c_src * src.element_size())
     buf = src.new_empty((min(chunk, n_out) * vol, c_src))
     for a in range(0, n_out, chunk):
@@ -157,6 +181,7 @@ def gather_mm_backward(
     need_out: bool,
     need_w: bool,
     chunk: int | None = None,
+    padded: bool = False,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """:func:`gather_mm` and :func:`gather_mm_wgrad` from ONE gather per block:
     ``(gather_mm(src, nbr_t, weight), gather_mm_wgrad(src, nbr_t, other))``, either None
@@ -167,7 +192,7 @@ def gather_mm_backward(
     acc = src.new_zeros((vol * c_src, other.shape[1])) if need_w else None
     if n_out > 0 and (need_out or need_w):
         w = weight.reshape(vol * c_src, -1) if need_out else None
-        src_pad = _padded(src)
+        src_pad = src if padded else _padded(src)
         chunk = chunk or block_rows(vol * c_src * src.element_size())
         buf = src.new_empty((min(chunk, n_out) * vol, c_src))
         for a in range(0, n_out, chunk):
@@ -190,10 +215,12 @@ def subm_backward(
     need_x: bool,
     need_w: bool,
     chunk: int | None = None,
+    padded: bool = False,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Both gradients of a submanifold convolution from ONE gather per block.
 
-    ``x`` and ``grad_out`` in the map's positions. Column ``k`` of the gathered block of
+    ``x`` and ``grad_out`` in the map's positions (``padded``: ``grad_out`` already ends
+    with a zero row; ``x`` may have one too, only its first N rows are read). Column ``k`` of the gathered block of
     rows ``i`` holds ``grad_out[nbr[k, i]]``; by the map's symmetry it pairs with the
     mirrored offset ``k' = K**3 - 1 - k``: ``grad_x[i] += grad_out[nbr[k, i]] @ W[k']^T``
     and ``grad_W[k'] += x[i]^T grad_out[nbr[k, i]]``.
@@ -206,7 +233,7 @@ def subm_backward(
     if n > 0 and (need_x or need_w):
         # block k of wm is W[vol - 1 - k]^T
         wm = weight.flip(0).transpose(1, 2).reshape(vol * c_out, c_in) if need_x else None
-        g_pad = _padded(grad_out)
+        g_pad = grad_out if padded else _padded(grad_out)
         chunk = chunk or block_rows(vol * c_out * grad_out.element_size())
         buf = grad_out.new_empty((min(chunk, n) * vol, c_out))
         for a in range(0, n, chunk):
@@ -228,9 +255,9 @@ class _SubMConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, kmap: SubmanifoldMap):
         ctx.kmap = kmap
-        xs = kmap.to_positions(x)  # saved in position order: the backward needs no regather
+        xs = positions_padded(kmap, x)  # saved as it is: the backward needs no regather
         ctx.save_for_backward(xs, weight)
-        return kmap.to_caller(gather_mm(xs, kmap.nbr_t, weight))
+        return kmap.to_caller(gather_mm(xs, kmap.nbr_t, weight, padded=True))
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -239,10 +266,11 @@ class _SubMConv(torch.autograd.Function):
         gx, gw = subm_backward(
             xs,
             weight,
-            kmap.to_positions(grad_out.contiguous()),
+            positions_padded(kmap, grad_out),
             kmap,
             ctx.needs_input_grad[0],
             ctx.needs_input_grad[1],
+            padded=True,
         )
         return (None if gx is None else kmap.to_caller(gx)), gw, None
 
@@ -251,9 +279,9 @@ class _DownConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, kmap: DownMap):
         ctx.kmap = kmap
-        xs = kmap.to_positions(x)
+        xs = positions_padded(kmap, x)
         ctx.save_for_backward(xs, weight)
-        return gather_mm(xs, kmap.nbr_t, weight)
+        return gather_mm(xs, kmap.nbr_t, weight, padded=True)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -264,7 +292,7 @@ class _DownConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = scatter_conv(grad_out, kmap, weight.transpose(1, 2), kmap.n_in, True)
         if ctx.needs_input_grad[1]:
-            gw = gather_mm_wgrad(xs, kmap.nbr_t, grad_out)
+            gw = gather_mm_wgrad(xs, kmap.nbr_t, grad_out, padded=True)
         return gx, gw, None
 
 
@@ -279,10 +307,16 @@ class _InverseConv(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         kmap = ctx.kmap
-        gs = kmap.to_positions(grad_out.contiguous())
+        gs = positions_padded(kmap, grad_out)
         # gx[o] = sum_k g[nbr[k, o]] @ W[k]^T and dW[k]^T = sum_o g[nbr[k, o]]^T x[o]
         gx, gwt = gather_mm_backward(
-            gs, kmap.nbr_t, weight.transpose(1, 2), x, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            gs,
+            kmap.nbr_t,
+            weight.transpose(1, 2),
+            x,
+            ctx.needs_input_grad[0],
+            ctx.needs_input_grad[1],
+            padded=True,
         )
         return gx, (None if gwt is None else gwt.transpose(1, 2)), None
 
