@@ -85,7 +85,7 @@ def loadavg() -> list[float] | None:
         return None
 
 
-def machine_state(load: dict[str, Any] | None, threads: int | None) -> str | None:
+def machine_state(load: dict[str, Any] | None, threads: int | None, ncpu: int | None = None) -> str | None:
     """ "quiet", "busy" or "oversubscribed" from a timed group's load averages.
 
     Our own process accounts for up to ``threads`` of the 1-minute load; the rest is other
@@ -95,7 +95,7 @@ def machine_state(load: dict[str, Any] | None, threads: int | None) -> str | Non
     """
     if not load or not load.get("before") or not load.get("after"):
         return None
-    ncpu = os.cpu_count() or 1
+    ncpu = ncpu or os.cpu_count() or 1
     t = threads or 1
     others = max(load["before"][0], load["after"][0]) - t
     if t > 1 and others + t > ncpu + 0.5:
@@ -366,6 +366,7 @@ class Bench:
         else:
             rec.update(value=_round(float(value)), unit=unit or "")
             rec["threads"] = torch_threads()
+            rec["load"] = {"group": "run", "before": self.load_before, "after": loadavg()}
         if baseline is not None:
             b = baseline.ms if isinstance(baseline, Timing) else float(baseline)
             rec["baseline"] = {"label": baseline_label or "baseline", "value": _round(b)}
@@ -415,6 +416,7 @@ class Bench:
             rec["meets_target"] = bool(v >= target if higher_is_better else v <= target)
         if value_target is not None:
             rec["value_target"] = value_target
+            rec["value_target_op"] = ">=" if higher_is_better else "<="
             v = rec["value"]
             rec["meets_value_target"] = bool(v >= value_target if higher_is_better else v <= value_target)
         if readme:

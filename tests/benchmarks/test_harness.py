@@ -104,3 +104,18 @@ def test_machine_state(harness, monkeypatch):
     assert harness.machine_state(load(2.0, 2.2), 1) == "busy"
     assert harness.machine_state(load(3.0, 4.0), 2) == "oversubscribed"
     assert harness.machine_state(None, 2) is None
+
+
+def test_docs_example_runs(harness, tmp_path, monkeypatch, capsys):
+    import re
+
+    from .conftest import BENCH
+
+    text = (BENCH.parent / "docs" / "benchmarks.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "Bench(" in b)
+    monkeypatch.setattr(harness, "QUICK_RESULTS", tmp_path)
+    monkeypatch.chdir(BENCH.parent)
+    exec(compile(code, "docs/benchmarks.md", "exec"), {})
+    data = json.loads((tmp_path / "mything.json").read_text())
+    assert [f["name"] for f in data["figures"]] == ["step", "accuracy"]
+    assert "my thing, one step" in capsys.readouterr().out
