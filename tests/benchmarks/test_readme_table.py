@@ -43,7 +43,9 @@ def test_rows_come_from_readme_figures_only(rt, harness, tmp_path):
     assert "1 figure(s) rejected" in table
     text = "# x\n\n<!-- benchmark-table -->\nold\n<!-- /benchmark-table -->\ntail\n"
     new = rt.render_readme(text, res)
-    assert new.startswith("# x\n\n<!-- benchmark-table -->\n") and new.endswith("<!-- /benchmark-table -->\ntail\n")
+    assert new.startswith("# x\n\n<!-- benchmark-table -->\n") and new.endswith(
+        "<!-- /benchmark-table -->\ntail\n"
+    )
     assert "old" not in new and rt.render_readme(new, res) == new
 
 
