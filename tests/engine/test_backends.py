@@ -20,6 +20,8 @@ from fastai_sparse.engine.backends import (
     ScnBackend,
     SpconvBackend,
     TorchBackend,
+    add_backend,
+    remove_backend,
     resolve_backend,
 )
 
@@ -33,12 +35,29 @@ OTHER = [
 ]
 
 
+class EnvTorch(TorchBackend):
+    """The torch backend under another name: only the environment variable can select it."""
+
+    name = "env-torch"
+
+
 def test_resolution_default_and_env(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert resolve_backend().name == "torch"
     assert resolve_backend(TorchBackend()) == TorchBackend()
-    monkeypatch.setenv(ENV_VAR, "torch")
-    assert SubMConv3d(2, 2).backend.name == "torch"
+    chosen = EnvTorch()
+    add_backend("env-torch", chosen)
+    try:
+        assert SubMConv3d(2, 2).backend.name == "torch"  # not chosen while the variable is unset
+        monkeypatch.setenv(ENV_VAR, "env-torch")
+        assert resolve_backend() is chosen
+        assert SubMConv3d(2, 2).backend is chosen
+        assert SubMConv3d(2, 2, backend="torch").backend.name == "torch"  # an argument wins
+        monkeypatch.setenv(ENV_VAR, "no-such-backend")
+        with pytest.raises(KeyError, match="no-such-backend"):
+            SubMConv3d(2, 2)
+    finally:
+        remove_backend("env-torch")
 
 
 def test_unknown_and_unavailable():

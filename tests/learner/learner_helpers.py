@@ -5,53 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fastai_sparse.batch import SamplePipeline
-from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import PointCloud
+from fastai_sparse.targets import Segmentation
 from fastai_sparse.voxelize import Voxelizer
 
 CLASSES = ["low", "high"]
 
 
-class StandInSegmentation:
-    """Stand-in for fastai_sparse.targets.Segmentation (per-point labels in attrs["labels"])."""
-
-    name, per = "segmentation", "point"
-    metrics = ("miou", "accuracy")
-
-    def __init__(self, classes, ignore_index=-100):
-        self.classes, self.ignore_index = list(classes), ignore_index
-        self.num_outputs = len(self.classes)
-
-    def check(self, cloud):
-        if "labels" not in cloud.attrs:
-            raise DataFormatError("no per-point labels", path=cloud.meta.get("path"), field="labels")
-
-    def collate(self, clouds):
-        return torch.from_numpy(np.concatenate([c.attrs["labels"] for c in clouds]).astype(np.int64))
-
-    def loss_func(self):
-        return SegLoss(self.ignore_index)
-
-    def decode(self, pred):
-        return pred.argmax(-1)
-
-
-class SegLoss:
-    def __init__(self, ignore_index=-100):
-        self.ignore_index = ignore_index
-
-    def __call__(self, pred, y):
-        return F.cross_entropy(pred, y, ignore_index=self.ignore_index)
-
-
 def seg_target():
-    try:
-        from fastai_sparse.targets import Segmentation
-    except ImportError:
-        return StandInSegmentation(CLASSES)
+    """The real segmentation target type: a broken ``fastai_sparse.targets`` fails these tests."""
     return Segmentation(CLASSES)
 
 

@@ -44,6 +44,27 @@ def _batch(B=2, n_pts=400, size=12, c=3, seed=0, empty=()):
     }
 
 
+def _shifted(coords: torch.Tensor, by: int) -> torch.Tensor:
+    """Coordinates moved by ``by`` voxels along x, y and z (the batch column kept)."""
+    return coords + torch.tensor([0, by, by, by], dtype=coords.dtype)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> None:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert torch.allclose(a, b, rtol=10 * tol, atol=tol), f"max difference {float((a - b).abs().max())}"
+
+
+def _grads_flow(net: torch.nn.Module) -> None:
+    """Every parameter received a finite gradient, and most a non-zero one (a layer cut off from
+    the output, or a backward that returns zeros, fails this)."""
+    grads = {n: p.grad for n, p in net.named_parameters()}
+    missing = [n for n, g in grads.items() if g is None]
+    assert not missing, f"no gradient for {missing}"
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    zero = [n for n, g in grads.items() if not g.abs().sum() > 0]
+    assert len(zero) <= len(grads) // 10, f"zero gradients for {zero}"
+
+
 def test_unet_forward_backward_coords():
     b = _batch()
     net = UNet(3, m=8, levels=4, reps=1)
@@ -52,15 +73,57 @@ def test_unet_forward_backward_coords():
     assert y.coords is x.coords and y.stride == 1 and y.feats.shape == (len(b["coords"]), 8)
     assert net.out_channels == 8
     y.feats.sum().backward()
-    assert all(p.grad is not None for p in net.parameters())
+    _grads_flow(net)
 
 
-def test_unet_residual_reps2():
+def test_unet_is_translation_equivariant():
+    # Sparse convolutions, strided ones included, commute with a shift by a multiple of the
+    # coarsest stride (2 ** (levels - 1)); batch norm statistics do not change either. A wrong
+    # kernel map (offsets, stride rounding, up-sampling to the wrong rows) breaks this.
     b = _batch(seed=1)
     net = UNet(3, m=4, levels=3, reps=2, residual=True)
     y = net(SparseTensor(b["coords"], b["feats"]))
     assert torch.equal(y.coords, b["coords"]) and y.num_channels == 4
+    moved = net(SparseTensor(_shifted(b["coords"], 4 * 3), b["feats"]))
+    _close(moved.feats, y.feats)
+    odd = net(SparseTensor(_shifted(b["coords"], 1), b["feats"]))  # not a multiple: voxels regroup
+    assert not torch.allclose(odd.feats, y.feats, atol=1e-3)
     y.feats.pow(2).mean().backward()
+    _grads_flow(net)
+
+
+def test_unet_samples_of_a_batch_do_not_mix():
+    # in eval mode, a sample's features are those it gets alone: no convolution (strided or
+    # transposed) reaches across the batch column or maps a row to another sample's voxel
+    b = _batch(B=2, seed=2)
+    net = UNet(3, m=4, levels=3).eval()
+    both = net(SparseTensor(b["coords"], b["feats"]))
+    n0 = int(b["voxel_offsets"][1])
+    alone = net(SparseTensor(b["coords"][:n0], b["feats"][:n0]))
+    second = net(
+        SparseTensor(b["coords"][n0:] - torch.tensor([1, 0, 0, 0], dtype=torch.int32), b["feats"][n0:])
+    )
+    _close(alone.feats, both.feats[:n0])
+    _close(second.feats, both.feats[n0:])
+
+
+def test_segmentation_model_learns_a_labelling():
+    # backward gives useful gradients: 30 Adam steps fit a labelling that depends on position
+    torch.manual_seed(0)
+    b = _batch(B=2, n_pts=200, size=10)
+    pts_xyz = b["coords"][b["inverse"], 1:].float()
+    y = (pts_xyz[:, 0] + pts_xyz[:, 2] > 9).long()
+    model = SparseModel(UNet(3, m=8, levels=3), SegmentationHead(8, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(b), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.25 * losses[0], losses
+    assert (model(b).argmax(1) == y).float().mean() > 0.95
 
 
 def test_resnet_pool_model_with_empty_sample():
@@ -71,8 +134,19 @@ def test_resnet_pool_model_with_empty_sample():
     out = model(b)
     assert out.shape == (3, 5)
     out.sum().backward()
+    _grads_flow(model)
     model.eval()
-    assert model(b).shape == (3, 5)
+    out = model(b)
+    assert out.shape == (3, 5)
+    # the empty sample pools to zeros, so its output is the head's MLP applied to zeros
+    _close(out[1], model.head.mlp(torch.zeros(1, 32))[0])
+    # in eval mode a sample's output does not depend on the other samples of its batch
+    first = {
+        "coords": b["coords"][: int(b["voxel_offsets"][1])],
+        "feats": b["feats"][: int(b["voxel_offsets"][1])],
+        "voxel_offsets": b["voxel_offsets"][:2],
+    }
+    _close(model(first)[0], out[0])
 
 
 def test_segmentation_model_per_point_with_vfe():
@@ -80,8 +154,11 @@ def test_segmentation_model_per_point_with_vfe():
     model = SparseModel(UNet(16, m=8, levels=3), SegmentationHead(8, 7), input_stage=VFE(3, (8,), 16))
     out = model(b)
     assert out.shape == (len(b["inverse"]), 7)
+    # one row per point, the row of the point's voxel: points sharing a voxel get equal rows
+    per_voxel = torch.zeros(len(b["coords"]), 7).index_copy_(0, b["inverse"], out.detach())
+    _close(out.detach(), per_voxel[b["inverse"]])
     out.logsumexp(1).mean().backward()
-    assert model.input_stage.last.linear.weight.grad is not None
+    _grads_flow(model)
 
 
 def test_vfe_is_max_over_points():
@@ -90,7 +167,7 @@ def test_vfe_is_max_over_points():
     inv = torch.tensor([0, 0, 1, 1, 1, 3, 3, 3, 3, 0])
     out = vfe(pf, inv, 5)
     per_point = vfe.last(pf)
-    torch.testing.assert_close(out[1], per_point[2:5].max(0).values)
+    _close(out[1], per_point[2:5].max(0).values)
     assert torch.all(out[2] == 0) and torch.all(out[4] == 0)
 
 
@@ -112,5 +189,10 @@ def test_factories_build_with_defaults(make):
 def test_unet_m16_default_runs():
     b = _batch(B=2, n_pts=2000, size=40)
     net = UNet(3, m=16, levels=5)
-    y = net(SparseTensor(b["coords"], b["feats"]))
+    x = SparseTensor(b["coords"], b["feats"])
+    y = net(x)
+    assert y.coords is x.coords and y.stride == 1 and y.feats.shape == (len(b["coords"]), 16)
+    moved = net(SparseTensor(_shifted(b["coords"], 16 * 2), b["feats"]))
+    _close(moved.feats, y.feats)
     y.feats.sum().backward()
+    _grads_flow(net)

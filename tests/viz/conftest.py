@@ -3,6 +3,20 @@
 import numpy as np
 import pytest
 
+from .viz_helpers import chromium_path
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.chromium`` tests need the browser: without it they are skipped, unless the
+    run asked for exactly them (``pytest -m chromium``), which then fails instead of passing
+    with nothing checked."""
+    if item.get_closest_marker("chromium") is None or chromium_path() is not None:
+        return
+    message = "chromium not installed (apt-get install -y chromium)"
+    if (item.config.getoption("markexpr") or "").strip() == "chromium":
+        pytest.fail(f"{message}, but the browser tests were asked for with -m chromium")
+    pytest.skip(message)
+
 
 @pytest.fixture
 def rng():

@@ -1,12 +1,13 @@
 """Open the generated HTML in headless Chromium and check the 3D plots really rendered.
 
-Needs the ``chromium`` binary (Debian/Ubuntu: ``apt-get install -y chromium``); skipped when
-absent. Everything is loaded from ``file://`` with networking features off, so a page that
-needed a CDN would fail to render here.
+The browser tests are marked ``chromium`` and need the ``chromium`` binary (Debian/Ubuntu:
+``apt-get install -y chromium``): skipped when it is absent, failed instead when they are
+asked for with ``pytest -m chromium``; ``-m "not chromium"`` leaves them out. Everything is
+loaded from ``file://`` with networking features off, so a page that needed a CDN would fail
+to render here.
 """
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,17 +18,12 @@ import pytest
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.viz import Report, class_colors, show_clouds
 
-CHROMIUM = next(
-    (
-        p
-        for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
-        if p and Path(p).exists()
-    ),
-    None,
-)
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)"
-)
+from .viz_helpers import chromium_path
+
+CHROMIUM = chromium_path()
+#: Tests marked ``chromium`` launch the browser: skipped when it is not installed, except
+#: when chosen with ``-m chromium`` (then a missing browser fails them; see tests/viz/conftest.py).
+browser = pytest.mark.chromium
 
 FLAGS = [
     # software WebGL (SwiftShader) must be asked for explicitly: newer Chromium no longer falls
@@ -39,6 +35,7 @@ FLAGS = [
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    assert CHROMIUM is not None, "a test that launches chromium must be marked @pytest.mark.chromium"
     cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
@@ -76,6 +73,7 @@ def test_rendered_scenes_parser():
     assert rendered_scenes(dom) == [("scene2", 10, 20)]
 
 
+@browser
 def test_show_clouds_html_renders_in_chromium(tmp_path):
     page = tmp_path / "clouds.html"
     show_clouds(_clouds(), path=page, class_names=["a", "b", "c"])
@@ -89,6 +87,7 @@ def test_show_clouds_html_renders_in_chromium(tmp_path):
     assert 'class="no-webgl"' not in re.sub(r"<script\b.*?</script>", "", res.stdout, flags=re.S)
 
 
+@browser
 def test_report_screenshot_shows_the_points(tmp_path):
     rep = Report("viz test")
     rep.add_figure(show_clouds(_clouds(1, 3000), html=True, class_names=["a", "b", "c"], size=4))
