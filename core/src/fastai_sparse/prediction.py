@@ -30,16 +30,11 @@ FORMATS = ("ply", "txt", "npz", "json")
 
 
 def _as_input(item: Any, reader=None) -> tuple[PointCloud, Mesh | PointCloud]:
-    """(cloud to predict on, original object to write back) for a path, Mesh or PointCloud;
-    paths are read with ``reader`` (a task's ``read_input``) or :func:`fastai_sparse.io.load`."""
-    from . import io
+    """(cloud to predict on, original object to write back): see
+    :func:`fastai_sparse.learner.load_input`, the one reader of every prediction path."""
+    from .learner.predict import load_input
 
-    obj = (reader or io.load)(item) if isinstance(item, (str, os.PathLike)) else item
-    if isinstance(obj, Mesh):
-        return obj.to_points(), obj
-    if isinstance(obj, PointCloud):
-        return obj, obj
-    raise TypeError(f"expected a file path, Mesh or PointCloud, got {type(obj).__name__}")
+    return load_input(item, reader)
 
 
 class Predictor:

@@ -21,8 +21,8 @@ from ..errors import (
 )
 from .callbacks import EpochSeedCallback, NonFiniteLossCallback
 from .checkpoint import load_weights, save_weights
-from .data import SparseDataset, _to_cloud
-from .predict import Prediction, default_tta_offset, make_prediction, tta_views
+from .data import SparseDataset
+from .predict import Prediction, default_tta_offset, load_input, make_prediction, tta_views
 
 __all__ = ["SparseLearner", "sparse_learner"]
 
@@ -40,6 +40,8 @@ class SparseLearner(Learner):
 
     task_name: the task the model is trained for (stored in weights files and checked on load).
     class_names: names of the output classes (None for regression).
+    read_input: how :meth:`predict` reads a file path (a task's ``read_input``; default
+    :func:`fastai_sparse.io.load`), see :func:`~fastai_sparse.learner.load_input`.
     """
 
     def __init__(
@@ -50,10 +52,11 @@ class SparseLearner(Learner):
         *,
         task_name: str | None = None,
         class_names: Sequence[str] | None = None,
+        read_input=None,
         **kwargs,
     ):
         super().__init__(dls, model, loss_func=loss_func, **kwargs)
-        self.task_name = task_name
+        self.task_name, self.read_input = task_name, read_input
         tt = getattr(dls, "target_type", None)
         if class_names is None and getattr(tt, "classes", None) is not None:
             class_names = list(tt.classes)
@@ -136,13 +139,14 @@ class SparseLearner(Learner):
         return preds, targs
 
     def predict(self, item: Any, tta: int = 1, bs: int = 1) -> Prediction:
-        """Predict one input: a file path (read with :func:`fastai_sparse.io.load`), a Mesh or a PointCloud.
+        """Predict one input: a file path (read as ``fastai-sparse predict`` reads it: with the
+        task's ``read_input``, else :func:`fastai_sparse.io.load`), a Mesh or a PointCloud.
 
         Returns a :class:`Prediction` with one row per original point/vertex for per-point tasks
         (labels int64 [N], probs float32 [N, K], confidence float32 [N]) or one per sample.
         ``tta`` > 1 averages the logits of that many views (see :func:`tta_views`).
         """
-        cloud = _to_cloud(item)
+        cloud, _ = load_input(item, getattr(self, "read_input", None))
         if len(cloud) == 0:
             raise DataFormatError("the input has no points", path=cloud.meta.get("path"), field="xyz")
         total = None
@@ -270,8 +274,8 @@ def sparse_learner(
 
     metrics: fastai Metric objects or registered metric names (built with the target type of
     ``dls``). Table metrics (``IoUPerClass``) become a :class:`~fastai_sparse.metrics.PerClassTableCallback`.
-    task: a Task or a task name (stored with weights). ``loss_func`` defaults to the target
-    type's loss.
+    task: a Task or a task name (stored with weights; a Task also gives its ``read_input`` to
+    ``learn.predict``). ``loss_func`` defaults to the target type's loss.
     """
     from ..metrics import PerClassTableCallback
 
@@ -291,9 +295,8 @@ def sparse_learner(
         else:
             mets.append(m)
     task_name = task if isinstance(task, str) or task is None else getattr(task, "name", None)
-    class_names = (
-        getattr(task, "class_names", None) if task is not None and not isinstance(task, str) else None
-    )
+    is_task = task is not None and not isinstance(task, str)
+    class_names = getattr(task, "class_names", None) if is_task else None
     return SparseLearner(
         dls,
         model,
@@ -303,5 +306,6 @@ def sparse_learner(
         path=path,
         task_name=task_name,
         class_names=class_names,
+        read_input=getattr(task, "read_input", None) if is_task else None,
         **kwargs,
     )

@@ -1,11 +1,19 @@
-"""Predictions and test-time augmentation: :class:`Prediction`, :func:`make_prediction`,
-the deterministic TTA views (:class:`TTAView`, :func:`tta_views`, :func:`default_tta_offset`)
-and :func:`write_prediction` (a labelled, coloured PLY)."""
+"""Predictions and test-time augmentation: :func:`load_input` (how every prediction path reads
+its input), :class:`Prediction`, :func:`make_prediction`, the deterministic TTA views
+(:class:`TTAView`, :func:`tta_views`, :func:`default_tta_offset`) and :func:`write_prediction`
+(a labelled, coloured PLY).
+
+One prediction path: ``learn.predict(path)``, :class:`fastai_sparse.prediction.Predictor` and
+``fastai-sparse predict`` all read a user's file with :func:`load_input`, that is with the task's
+``read_input`` when it has one (S3DIS rooms as ``x y z r g b`` text, ShapeNet shapes whose
+category comes from their folder, ...) and :func:`fastai_sparse.io.load` otherwise.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,12 +21,53 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import (
-    ShapeError,
-)
+from ..errors import PluginError, ShapeError
 from ..geometry import Mesh, PointCloud
 
-__all__ = ["Prediction", "TTAView", "default_tta_offset", "make_prediction", "tta_views", "write_prediction"]
+__all__ = [
+    "Prediction",
+    "TTAView",
+    "default_tta_offset",
+    "load_input",
+    "make_prediction",
+    "tta_views",
+    "write_prediction",
+]
+
+
+def load_input(
+    item: str | os.PathLike | PointCloud | Mesh, read_input: Callable | None = None
+) -> tuple[PointCloud, PointCloud | Mesh]:
+    """``(cloud to predict on, original object to write results onto)`` for one input.
+
+    item: a file path, read with ``read_input`` (a task's :attr:`~fastai_sparse.Task.read_input`)
+    or, when that is None, :func:`fastai_sparse.io.load` (by extension); or a PointCloud or Mesh,
+    used as it is. A Mesh is predicted on its vertices (``mesh.to_points()``) and returned as
+    the original, so a prediction can be written back onto the mesh.
+
+    A ``read_input`` that returns something else than a PointCloud or Mesh raises
+    :class:`~fastai_sparse.errors.PluginError` naming it.
+    """
+    if isinstance(item, (str, os.PathLike)):
+        if read_input is None:
+            from ..io import load
+
+            obj = load(item)
+        else:
+            obj = read_input(item)
+            if not isinstance(obj, (PointCloud, Mesh)):
+                name = getattr(read_input, "__qualname__", None) or repr(read_input)
+                raise PluginError(
+                    f"read_input {name} returned {type(obj).__name__} for {os.fspath(item)!r}; "
+                    "a task's read_input(path) must return a PointCloud or a Mesh"
+                )
+    else:
+        obj = item
+    if isinstance(obj, Mesh):
+        return obj.to_points(), obj
+    if isinstance(obj, PointCloud):
+        return obj, obj
+    raise TypeError(f"expected a file path, a Mesh or a PointCloud, got {type(obj).__name__}")
 
 
 @dataclass(eq=False)
