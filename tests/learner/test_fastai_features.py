@@ -142,10 +142,10 @@ def test_registered_synthetic_task_end_to_end(tmp_path):
     res = learn.predict(dls.valid_ds.cloud(0))
     assert res.labels.shape == (len(dls.valid_ds.cloud(0)),)
     # the task's real transforms and voxelizer survive export / load_learner
-    learn.export("export.pkl")
+    learn.export("model")
     from fastai_sparse.learner import load_learner
 
-    again = load_learner(tmp_path / "export.pkl")
+    again = load_learner(tmp_path / "model")
     assert np.array_equal(again.predict(dls.valid_ds.cloud(0)).probs, res.probs)
     assert again.task_name == "synthetic-parts-seg"
 

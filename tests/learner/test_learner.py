@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastai_sparse.errors import DataFormatError
+from fastai_sparse.errors import DataFormatError, UnsafeFileError
 from fastai_sparse.geometry import Mesh
 from fastai_sparse.learner import (
     CheckpointError,
@@ -221,13 +221,15 @@ def test_write_prediction(trained, tmp_path):
 # -- saving ---------------------------------------------------------------------------------------
 
 
-def test_export_load_learner_round_trip(trained, tmp_path):
+def test_pickled_export_loads_only_when_asked(trained, tmp_path):
     trained.path = tmp_path
     try:
-        trained.export("export.pkl")
+        trained.export("export.pkl", unsafe_pickle=True)  # fastai's own export, asked for by name
     finally:
         trained.path = trained.dls.path
-    learn2 = load_learner(tmp_path / "export.pkl")
+    with pytest.raises(UnsafeFileError, match="refused"):
+        load_learner(tmp_path / "export.pkl")
+    learn2 = load_learner(tmp_path / "export.pkl", unsafe_pickle=True)
     cloud = make_cloud(21, labels=False)
     a, b = trained.predict(cloud), learn2.predict(cloud)
     assert np.array_equal(a.probs, b.probs) and learn2.task_name == "toy-seg"
@@ -257,7 +259,7 @@ def test_weights_round_trip_and_wrong_task(trained, tmp_path):
 
 
 def test_load_learner_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such exported learner"):
+    with pytest.raises(CheckpointError, match="no such weights file or model folder"):
         load_learner(tmp_path / "nope.pkl")
 
 

@@ -63,8 +63,8 @@ def test_end_to_end(tmp_path):
     core_labels = np.loadtxt(core_out, dtype=np.int64)
     assert len(core_labels) == len(valid[0]) and set(np.unique(core_labels)) <= set(cat.part_ids)
 
-    learn.export(tmp_path / "export.pkl")
-    again = load_learner(tmp_path / "export.pkl")
+    learn.export(tmp_path / "model")
+    again = load_learner(tmp_path / "model")
     np.testing.assert_array_equal(
         predict_clouds(again.model, task, valid[:1])[0],
         preds_tta1 := predict_clouds(learn.model, task, valid[:1])[0],

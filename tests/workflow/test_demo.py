@@ -1,4 +1,4 @@
-"""The demo writes a complete report folder; its weights and export load back."""
+"""The demo writes a complete report folder; its model folder loads back."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ def test_quick_demo_writes_the_report(tmp_path, monkeypatch):
     out = tmp_path / "report"
     assert res.exit_code == 0, res.output
     assert "report: report/index.html" in res.output
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []  # nothing nested, no empty folders
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["model"]  # nothing else, no empty folders
     for name in (
         "index.html",
         "metrics.json",
-        "model.pth",
-        "export.pkl",
+        "model/model.safetensors",
+        "model/config.json",
+        "model/README.md",
         "lr_find.png",
         "losses.png",
         "prediction.png",
@@ -43,6 +44,6 @@ def test_quick_demo_writes_the_report(tmp_path, monkeypatch):
     from fastai_sparse.prediction import Predictor
 
     room = SyntheticRooms(n=1, split="test", points=800)[0]
-    a = Predictor.from_weights(get_task("synthetic-rooms-seg"), out / "model.pth").predict(room, tta=1)
-    b = load_learner(out / "export.pkl").predict(room)
+    a = Predictor.from_weights(get_task("synthetic-rooms-seg"), out / "model").predict(room, tta=1)
+    b = load_learner(out / "model").predict(room)
     assert (a.labels == b.labels).all() and len(a.labels) == len(room)

@@ -27,8 +27,10 @@ class Interrupt(Callback):
             raise KeyboardInterrupt
 
 
-def weights(path):
-    return torch.load(path, weights_only=True)["state_dict"]
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
 
 
 def test_run_folder_contents(trained_rooms):
@@ -37,7 +39,7 @@ def test_run_folder_contents(trained_rooms):
     assert run["finished_epochs"] == 2 and len(run["history"]) == 2
     assert {"train_loss", "valid_loss", "miou"} <= set(run["history"][-1])
     assert (out / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
-    assert (out / "checkpoint.pth").is_file() and (out / "model.pth").is_file()
+    assert (out / "checkpoint.pth").is_file() and (out / "model" / "model.safetensors").is_file()
     assert json.loads((out / "metrics.json").read_text())["metrics"] == run["history"][-1]
 
 
@@ -48,7 +50,7 @@ def test_interrupted_run_resumes_to_the_same_weights(rooms_task, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_task(rooms_task, out=tmp_path / "cut", cbs=[Interrupt(after_epoch=1)], **kw)
     run = json.loads((tmp_path / "cut" / "run.json").read_text())
-    assert run["finished_epochs"] == 2 and not (tmp_path / "cut" / "model.pth").exists()
+    assert run["finished_epochs"] == 2 and not (tmp_path / "cut" / "model").exists()
     resumed = train_task(
         rooms_task, out=tmp_path / "cut", resume=True, quiet=True, dataset_kwargs=SMALL_ROOMS
     )
@@ -99,11 +101,12 @@ def test_a_relative_run_folder_holds_everything(rooms_task, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     res = train_task(rooms_task, out="runs/rooms", epochs=1, bs=2, quiet=True, dataset_kwargs=SMALL_ROOMS)
     out = tmp_path / "runs" / "rooms"
-    assert res["weights"].resolve() == (out / "model.pth").resolve()
+    assert res["weights"].resolve() == (out / "model").resolve()
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoint.pth",
+        "config.json",
         "history.csv",
         "metrics.json",
-        "model.pth",
+        "model",
         "run.json",
     ]

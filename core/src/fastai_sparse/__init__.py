@@ -64,6 +64,8 @@ _LAZY = {
     "ShapeError": "errors",
     "ConformanceError": "errors",
     "CheckpointError": "errors",
+    "UnsafeFileError": "errors",
+    "ConfigError": "errors",
     "NonFiniteLossError": "errors",
     "EmptyDatasetError": "errors",
     "StaleCacheError": "errors",
@@ -97,6 +99,7 @@ _LAZY = {
     "Predictor": "prediction",
     "predict_files": "prediction",
     "train_task": "training",
+    "from_pretrained": "hub",
     "run_demo": "demo",
 }
 
@@ -121,6 +124,9 @@ _SUBMODULES = {
     "registry",
     "prediction",
     "training",
+    "config",
+    "weights",
+    "hub",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -461,22 +461,52 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
 
 
 @main.command(cls=_TaskCommand)
-@click.argument("task_name", metavar="TASK")
+@click.argument("task_name", metavar="TASK", required=False)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Run this configuration (a file from `fastai-sparse config TASK`, or a run's config.json).",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change one configuration value (dotted keys: lr=0.01, model_kwargs.m=32, "
+    "train_transforms.2.sigma=0.05, dataset.options.n=16); repeatable.",
+)
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="Dataset folder (real datasets).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default: runs/TASK).")
 @click.option("--epochs", type=int, default=None)
 @click.option("--bs", type=int, default=None, help="Batch size.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate of the task's schedule.")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None, help="Random seed (default 0, or the config's).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_dataset_option
-def train(task_name, root, out, epochs, bs, lr, workers, seed, resume, quiet, options):
-    """Train TASK, checkpointing every epoch."""
+def train(
+    task_name, config_file, assignments, root, out, epochs, bs, lr, workers, seed, resume, quiet, options
+):
+    """Train TASK (or the task of --config), checkpointing every epoch.
+
+    The run folder records the whole configuration in config.json; `train --config
+    runs/TASK/config.json` runs it again.
+    """
     from .registry import get_task
     from .training import train_task
 
+    if config_file is not None:
+        from .config import load_config
+
+        named = load_config(config_file).get("task")
+        if task_name is not None and named != task_name:
+            raise CommandError(f"{config_file}: the config is for task {named!r}, not {task_name!r}")
+        task_name = named
+    if task_name is None:
+        raise click.UsageError("name a TASK or pass --config FILE")
     task = get_task(task_name)
     dataset_options = _task_options(task, options, "train")
     result = train_task(
@@ -491,8 +521,27 @@ def train(task_name, root, out, epochs, bs, lr, workers, seed, resume, quiet, op
         resume=resume,
         quiet=quiet,
         dataset_kwargs=dataset_options or None,
+        config=config_file,  # read again by train_task, so that its messages name the file
+        overrides=list(assignments),
     )
     click.echo(json.dumps(result.get("metrics", {}), indent=2, default=str))
+
+
+@main.command(name="config")
+@click.argument("task_name", metavar="TASK")
+@click.option(
+    "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Change a value (as in train)."
+)
+def config_(task_name, assignments):
+    """Print TASK's fully resolved configuration (JSON) to start a `train --config` from."""
+    from .config import apply_overrides
+    from .registry import get_task
+
+    task = get_task(task_name)
+    cfg = task.config()
+    if assignments:
+        cfg = apply_overrides(cfg, list(assignments), base=task)
+    click.echo(json.dumps(cfg, indent=2))
 
 
 @main.command(cls=_TaskCommand)
@@ -549,8 +598,9 @@ def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
     "--model",
     "model_path",
     required=True,
-    type=click.Path(path_type=Path, exists=True),
-    help="Weights file written by `train`, `demo` or learn.save_weights.",
+    metavar="PATH|ID",
+    help="Model folder written by `train` or `demo` (RUN/model), a .safetensors or .pth weights "
+    "file, or a Hugging Face Hub model id (owner/name; needs fastai-sparse[hub]).",
 )
 @click.option(
     "-o",

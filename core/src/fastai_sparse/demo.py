@@ -9,8 +9,9 @@ augmentation, and a report folder:
 * ``*.png``: lr_find, loss curves, ground truth vs prediction, confidence and error maps,
   first-layer kernels;
 * ``metrics.json``: mIoU with and without TTA, per-class IoU, chance level, timings;
-* ``model.pth`` (weights, ``weights_only`` loadable; use with ``fastai-sparse predict``) and
-  ``export.pkl`` (the whole learner, fastai's ``export``).
+* ``model/``: the model folder (``model.safetensors``, ``config.json``, ``README.md`` model
+  card; see :mod:`fastai_sparse.weights`), loaded without pickle by ``fastai-sparse predict
+  --model``, :func:`fastai_sparse.from_pretrained` and :func:`fastai_sparse.load_learner`.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def run_demo(
     val = _validate(run, cfg, task, dls, learn, timings)
     t = time.time()
     best, html_pred = _pictures(run, task, dls, learn, val)
-    weights = _save_model(run, learn)
+    weights = _save_model(run, cfg, learn, val, lr, seed)
     timings["report"] = time.time() - t
     timings["total"] = time.time() - run.t_start
     summary = {
@@ -252,11 +253,19 @@ def _pictures(run: _Run, task: Any, dls: Any, learn: Any, val: dict) -> tuple[in
     return best, html_pred
 
 
-def _save_model(run: _Run, learn: Any) -> Path:
-    """``model.pth`` (weights) and ``export.pkl``; removes the empty ``models`` folder lr_find leaves."""
-    # names relative to learn.path (== out): fastai joins them to it
-    weights = learn.save_weights("model.pth")
-    learn.export("export.pkl")
+def _save_model(run: _Run, cfg: dict, learn: Any, val: dict, lr: float, seed: int) -> Path:
+    """The model folder ``model/`` (with the demo's settings and validation metrics in its card);
+    removes the empty ``models`` folder lr_find leaves."""
+    config = learn.task.config(
+        epochs=cfg["epochs"],
+        bs=cfg["bs"],
+        lr=lr,
+        seed=seed,
+        dataset_options={"n": cfg["n_train"], "seed": seed},
+    )
+    metrics = {"miou": val["miou"], f"miou_tta{cfg['tta']}": val["miou_tta"], "accuracy": val["acc"]}
+    # a name relative to learn.path (== out): fastai joins it to it
+    weights = learn.save_pretrained("model", overwrite=True, config=config, metrics=metrics)
     models_dir = run.out / "models"  # lr_find's temporary checkpoint folder, left empty by fastai
     if models_dir.is_dir() and not any(models_dir.iterdir()):
         models_dir.rmdir()

@@ -16,6 +16,7 @@ import difflib
 
 __all__ = [
     "CheckpointError",
+    "ConfigError",
     "ConformanceError",
     "DataFormatError",
     "DuplicateNameError",
@@ -31,6 +32,7 @@ __all__ = [
     "ShapeError",
     "StaleCacheError",
     "UnknownNameError",
+    "UnsafeFileError",
 ]
 
 
@@ -140,6 +142,21 @@ class OutputConflictError(PathError, ValueError):
 
 class CheckpointError(FastaiSparseError, ValueError):
     """A weights file is missing, corrupt, or belongs to another task or model."""
+
+
+class UnsafeFileError(CheckpointError):
+    """A file that loading would let run code (a pickle holding Python objects other than
+    tensors), refused without running any of it."""
+
+
+class ConfigError(FastaiSparseError, ValueError):
+    """A configuration (a ``config.json``, a ``--set key=value``) names an unknown key, holds a
+    value of the wrong type, or asks for an object that a config may not construct. The message
+    starts with the file (when there is one) and the dotted key; ``key`` and ``source`` keep them."""
+
+    def __init__(self, message: str, key: str | None = None, source: object = None):
+        super().__init__(message)
+        self.key, self.source = key, source
 
 
 class NonFiniteLossError(FastaiSparseError, FloatingPointError):

@@ -40,7 +40,7 @@ def _as_input(item: Any, reader=None) -> tuple[PointCloud, Mesh | PointCloud]:
 class Predictor:
     """A task's validation pipeline plus a model, for inference.
 
-    >>> pred = Predictor.from_weights(get_task("synthetic-rooms-seg"), "model.pth")  # doctest: +SKIP
+    >>> pred = Predictor.from_weights(get_task("synthetic-rooms-seg"), "runs/rooms/model")  # doctest: +SKIP
     >>> result = pred.predict("room.ply", tta=4)                                      # doctest: +SKIP
     >>> result.labels.shape                      # one label per point of room.ply     # doctest: +SKIP
     """
@@ -60,31 +60,33 @@ class Predictor:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
 
     @classmethod
-    def from_weights(cls, task, path: str | Path, device: str | torch.device | None = None) -> Predictor:
-        """Load a weights file written by ``learn.save_weights`` (``torch.load(weights_only=True)``).
+    def from_weights(
+        cls, task, path: str | Path, device: str | torch.device | None = None, **hub: Any
+    ) -> Predictor:
+        """A predictor for saved weights: a model folder, a ``.safetensors`` file, an older
+        ``.pth`` file, or a Hugging Face Hub model id (``hub``: ``revision``, ``cache_dir``,
+        ``local_files_only``, ``token``; see :func:`fastai_sparse.hub.pretrained_path`).
 
-        Raises :class:`~fastai_sparse.learner.CheckpointError` when the file is missing or
-        corrupt, or was trained for another task or other classes. A task whose classes come from
-        its data and that offers ``with_classes(names)`` takes the class names stored in the file.
+        Nothing in the file runs: tensors are read with safetensors (older files with
+        ``torch.load(weights_only=True)``) and the task is rebuilt through the registry from the
+        stored configuration, starting from ``task`` (None: the registered task the weights name),
+        so the model and the validation pipeline are those that were trained. Raises
+        :class:`~fastai_sparse.errors.CheckpointError` when the file is missing or damaged, or was
+        trained for another task or other classes (a task whose classes come from its data and
+        that offers ``with_classes(names)`` takes the stored names), and
+        :class:`~fastai_sparse.errors.UnsafeFileError` for a file that would run code.
         """
-        from .learner import CheckpointError, read_weights
+        from .hub import pretrained_path
+        from .weights import read_weights, task_for_weights
 
-        ckpt = read_weights(path)
-        if ckpt.get("task") not in (None, task.name):
-            raise CheckpointError(
-                f"{path}: weights were trained for task {ckpt['task']!r}, not {task.name!r}"
-            )
-        names = task.class_names
-        if names is None and ckpt.get("class_names") is not None and hasattr(task, "with_classes"):
-            # a task whose classes come from its data (e.g. class folders): take the trained ones
-            task = task.with_classes(list(ckpt["class_names"]))
-            names = task.class_names
-        if names is not None and ckpt.get("class_names") is not None and list(ckpt["class_names"]) != names:
-            raise CheckpointError(
-                f"{path}: weights were trained for classes {ckpt['class_names']}, "
-                f"task {task.name!r} has {names}"
-            )
+        ckpt = read_weights(pretrained_path(path, **hub))
+        task = task_for_weights(ckpt, task)
         return cls(task, state_dict=ckpt["state_dict"], device=device)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path, task=None, device=None, **hub: Any) -> Predictor:
+        """The same as :meth:`from_weights` with the task taken from the weights."""
+        return cls.from_weights(task, path_or_id, device=device, **hub)
 
     def _model_for(self, in_channels: int) -> torch.nn.Module:
         if self.model is None:

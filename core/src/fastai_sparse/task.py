@@ -13,6 +13,10 @@ default hyper-parameters. It is a plain Python object you can build by hand and 
 ``task.dataloaders`` and ``task.learner`` are thin wrappers over
 :func:`fastai_sparse.learner.sparse_dataloaders` and :func:`fastai_sparse.learner.sparse_learner`,
 which a user can also call directly with objects of their own.
+
+``task.config()`` writes the task, fully resolved, as a JSON-ready dict; ``Task.from_config(cfg)``
+rebuilds it through the registry (see :mod:`fastai_sparse.config`); ``task.replace(**fields)``
+is a copy with some fields changed.
 """
 
 from __future__ import annotations
@@ -132,7 +136,8 @@ class Task:
         needs_root: whether ``dataloaders`` requires a data ``root`` (real datasets do).
         splits: names of the training and validation splits given to the dataset factory.
         defaults: hyper-parameters (``bs``, ``epochs``, ``lr``, ``schedule``, ``tta``, ...) over
-            :data:`DEFAULTS`.
+            :data:`DEFAULTS`; optionally ``optimizer`` (``{"name": "sgd", "mom": 0.9}``: a fastai
+            optimizer and its keywords, see :mod:`fastai_sparse.config`).
         prepare: optional ``prepare(root, **kwargs)`` run by ``fastai-sparse prepare``.
         fixture: optional ``fixture(directory) -> root`` writing a tiny dataset in the real
             file format, used by the conformance kit and tests.
@@ -209,6 +214,40 @@ class Task:
         if self.options:
             rows.append(("options", ", ".join(o.name for o in self.options)))
         return "\n".join(lines + [f"  {k}: {v}" for k, v in rows]) + "\n)"
+
+    # -- configuration --------------------------------------------------------------------------
+    def config(self, **settings: Any) -> dict:
+        """This task, fully resolved, as a JSON-ready dict (dataset options, transforms with their
+        parameters, voxelizer, model and head kwargs, loss, metrics, optimizer, schedule, seed,
+        versions). ``settings``: ``root``, ``dataset_options``, ``seed``, ``epochs``, ``bs``,
+        ``lr``, ... (see :func:`fastai_sparse.config.task_config`)."""
+        from .config import task_config
+
+        return task_config(self, **settings)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | str | Path, *, base: Task | None = None) -> Task:
+        """The task a config describes (a dict or a JSON file), rebuilt through the registry
+        (``base``: start from this Task instead of the registered one of that name). Raises
+        :class:`~fastai_sparse.errors.ConfigError` naming the key of an unknown key or a bad value."""
+        from .config import load_config, resolve_config
+
+        source = None
+        if isinstance(cfg, (str, Path)):
+            source, cfg = cfg, load_config(cfg)
+        task = resolve_config(cfg, base=base, source=source)[1]
+        if not isinstance(task, cls):
+            raise TypeError(f"the config describes a {type(task).__name__}, not a {cls.__name__}")
+        return task
+
+    def replace(self, **changes: Any) -> Task:
+        """A copy with the given fields changed: ``task.replace(model_kwargs={"m": 32})``.
+        ``defaults`` are merged over the task's: ``task.replace(defaults={"lr": 0.01})``."""
+        import dataclasses
+
+        if "defaults" in changes:
+            changes["defaults"] = {**self.defaults, **dict(changes["defaults"])}
+        return dataclasses.replace(self, **changes)
 
     # -- pieces ---------------------------------------------------------------------------------
     def parse_options(self, pairs: Sequence[str], command: str = "train") -> dict[str, Any]:
@@ -330,7 +369,7 @@ class Task:
         from .learner import sparse_dataloaders
 
         ds = self.datasets(root, **dataset_kwargs)
-        return sparse_dataloaders(
+        dls = sparse_dataloaders(
             ds["train"],
             ds["valid"],
             self.pipeline(train=True),
@@ -343,6 +382,9 @@ class Task:
             path=path if path is not None else (root if root is not None else "."),
             device=device,
         )
+        # what the loaders were made from, for the configuration stored with exported weights
+        dls.root, dls.dataset_options = root, dict(dataset_kwargs)
+        return dls
 
     def learner(self, dls, model=None, *, path: str | Path | None = None, **kwargs: Any):
         """A fastai ``Learner`` for this task on ``dls`` (model built from the registry)."""
@@ -351,6 +393,10 @@ class Task:
         if model is None:
             x, _ = dls.one_batch()
             model = self.build_model(int(x["feats"].shape[1]))
+        if self.defaults.get("optimizer") and "opt_func" not in kwargs:
+            from .config import optimizer_func
+
+            kwargs["opt_func"] = optimizer_func(self.defaults["optimizer"])
         return sparse_learner(
             dls,
             model,

@@ -2,17 +2,24 @@
 
 A run folder holds:
 
-* ``run.json``: the task, the hyper-parameters and the number of finished epochs, rewritten
-  atomically after every epoch;
+* ``config.json``: the run's fully resolved configuration (:mod:`fastai_sparse.config`): the
+  task with every dataset option, transform, voxelizer, model and head argument, the loss,
+  metrics, optimizer, schedule, batch size, epochs, learning rate, seed and the versions of
+  every package involved, written before training starts. ``fastai-sparse train --config
+  runs/x/config.json`` (or ``train_task(config=...)``) runs it again: on the CPU with one
+  thread, the same weights bit for bit;
+* ``run.json``: the run's progress (finished epochs, per-epoch metrics), rewritten atomically
+  after every epoch;
 * ``checkpoint.pth``: model and optimizer state after the last finished epoch (written to a
   temporary file, then renamed, so an interruption never leaves half a checkpoint);
 * ``history.csv``: one line per epoch (fastai's ``CSVLogger``);
-* ``model.pth``: the final weights (``learn.save_weights``), loadable with
-  ``weights_only=True`` by ``fastai-sparse predict``; ``metrics.json``: the final metrics.
+* ``model/``: the final model folder (``model.safetensors``, ``config.json``, ``README.md``
+  model card; see :mod:`fastai_sparse.weights`) for ``fastai-sparse predict --model`` and
+  :func:`fastai_sparse.from_pretrained`; ``metrics.json``: the final metrics.
 
 ``train_task(..., resume=True)`` reloads the checkpoint and continues the schedule (the task's
 ``defaults["schedule"]``, see :mod:`fastai_sparse.schedules`) at the first unfinished epoch,
-with the hyper-parameters recorded in ``run.json``.
+with the configuration recorded in ``config.json``; options given again must agree with it.
 """
 
 from __future__ import annotations
@@ -24,17 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FastaiSparseError
-from .schedules import fit, schedule_spec
+from .schedules import fit
 
 __all__ = ["RunState", "train_task"]
 
-RUN_FILE, CHECKPOINT, HISTORY, WEIGHTS, METRICS = (
+RUN_FILE, CONFIG, CHECKPOINT, HISTORY, MODEL, METRICS = (
     "run.json",
+    "config.json",
     "checkpoint.pth",
     "history.csv",
-    "model.pth",
+    "model",
     "metrics.json",
 )
+#: Keys of a config that a resumed run may change: they do not change what is computed.
+_RESUME_FREE = ("versions", "num_workers", "dataset.root")
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -104,42 +114,55 @@ def _run_callbacks(state: RunState, start: int, append: bool) -> list:
 
 
 def train_task(
-    task,
+    task=None,
     root: str | Path | None = None,
     out: str | Path = "runs/run",
     epochs: int | None = None,
     bs: int | None = None,
     lr: float | None = None,
     num_workers: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     resume: bool = False,
     quiet: bool = False,
     dataset_kwargs: dict | None = None,
     cbs: list | None = None,
+    config: dict | str | Path | None = None,
+    overrides: list[str] | dict | None = None,
 ) -> dict:
-    """Train ``task`` with its schedule (one-cycle by default), checkpointing every epoch in ``out``; returns a summary.
+    """Train ``task`` (or the task of ``config``) with its schedule, checkpointing every epoch in
+    ``out``; returns a summary.
 
-    With ``resume=True`` an interrupted run continues at its first unfinished epoch, with the
-    recorded hyper-parameters (passing different ones is an error). Without it, a folder holding
-    an unfinished run is an error, so no work is overwritten by accident. ``dataset_kwargs`` go
-    to the task's dataset factory; ``cbs`` are extra fastai callbacks.
+    ``config``: a configuration (a dict, or a file such as another run's ``config.json``) to
+    run instead of the task's defaults; ``overrides``: dotted-key changes on top of it
+    (``["lr=0.01", "model_kwargs.m=32"]``, see :func:`fastai_sparse.config.apply_overrides`).
+    ``root``, ``epochs``, ``bs``, ``lr``, ``num_workers``, ``seed`` and ``dataset_kwargs`` (the
+    dataset factory's options), when given, are overrides too. With ``resume=True`` an
+    interrupted run continues at its first unfinished epoch with its recorded configuration
+    (anything given that disagrees with it is an error). Without it, a folder holding an
+    unfinished run is an error, so no work is overwritten by accident. ``cbs`` are extra fastai
+    callbacks.
 
-    Steps: :func:`_run_state` (a new ``run.json``, or the recorded one to resume),
-    :func:`_learner_for_run` (seeded data and model, the run's callbacks, the checkpoint
-    reloaded), :func:`_fit`, then the final weights and ``metrics.json``.
+    Steps: :func:`_run_config` (the configuration and the task it describes), :func:`_run_state`
+    (a new ``run.json`` and ``config.json``, or the recorded ones to resume), :func:`_learner_for_run`
+    (seeded data and model, the run's callbacks, the checkpoint reloaded), :func:`_fit`, then the
+    final model folder and ``metrics.json``.
     """
     out = Path(out)
+    asked = _asked(root, epochs, bs, lr, num_workers, seed, dataset_kwargs, overrides)
+    previous = RunState.load(out)
+    if resume:
+        cfg, task = _resume_config(task, config, asked, out, previous)
+    else:
+        cfg, task = _run_config(task, config, asked)
     out.mkdir(parents=True, exist_ok=True)
-    asked = {"epochs": epochs, "bs": bs, "lr": lr, "seed": seed}
-    state = _run_state(task, out, root, asked, resume)
-    dataset_kwargs = _dataset_options(state, dataset_kwargs, resume)
+    state = _run_state(task, out, cfg, resume, previous, dataset_kwargs)
     d = state.data
     start = state.finished if resume else 0
-    learn, run_cbs = _learner_for_run(task, state, root, num_workers, start, resume, quiet, dataset_kwargs)
+    learn, run_cbs = _learner_for_run(task, state, cfg, start, resume, quiet)
     t0 = time.time()
     _fit(learn, d, start, [*run_cbs, *(cbs or [])], quiet)
-    weights = learn.save_weights(WEIGHTS)  # relative to learn.path == out
     metrics = d["history"][-1] if d.get("history") else {}
+    weights = learn.save_pretrained(MODEL, overwrite=True, config=cfg, metrics=metrics)
     _write_json(
         out / METRICS,
         {
@@ -149,26 +172,146 @@ def train_task(
             "seconds_this_session": round(time.time() - t0, 1),
         },
     )
-    return {"out": out, "weights": weights, "metrics": metrics, "resumed_from": start, "learner": learn}
+    return {
+        "out": out,
+        "weights": weights,
+        "config": cfg,
+        "metrics": metrics,
+        "resumed_from": start,
+        "learner": learn,
+    }
 
 
-def _run_state(task, out: Path, root: str | Path | None, asked: dict, resume: bool) -> RunState:
-    """The run to continue (checked against ``asked``), or a new one written to ``run.json``;
-    refuses to start over an unfinished run."""
-    previous = RunState.load(out)
+def _asked(root, epochs, bs, lr, num_workers, seed, dataset_kwargs, overrides) -> dict:
+    """The caller's explicit choices as dotted-key overrides (options left None are not)."""
+    asked: dict[str, Any] = {}
+    for key, value in (
+        ("epochs", epochs),
+        ("bs", bs),
+        ("lr", lr),
+        ("num_workers", num_workers),
+        ("seed", seed),
+    ):
+        if value is not None:
+            asked[key] = value
+    if root is not None:
+        asked["dataset.root"] = str(root)
+    for key, value in (dataset_kwargs or {}).items():
+        asked[f"dataset.options.{key}"] = value
+    if isinstance(overrides, dict):
+        asked.update(overrides)
+    else:
+        from .config import parse_assignment
+
+        asked.update(dict(parse_assignment(a) for a in overrides or []))
+    return asked
+
+
+def _start(task, config) -> tuple[dict, Any, Any]:
+    """(config, base task, source) for ``task`` and/or ``config``."""
+    from .config import load_config
+
+    if config is None:
+        if task is None:
+            raise FastaiSparseError("train_task: pass a task or a config")
+        return task.config(), task, None
+    source = None
+    if isinstance(config, (str, Path)):
+        source, config = config, load_config(config)
+    return dict(config), task, source
+
+
+def _run_config(task, config, asked: dict) -> tuple[dict, Any]:
+    """The run's resolved configuration and the task it describes."""
+    from .config import apply_overrides, resolve_config
+
+    cfg, base, source = _start(task, config)
+    if asked:
+        cfg = apply_overrides(cfg, asked, base=base, source=source)
+    return resolve_config(cfg, base=base, source=source)
+
+
+def _first_difference(a: Any, b: Any, key: str = "") -> str | None:
+    """The dotted key of the first difference between two JSON documents, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in [*a, *(k for k in b if k not in a)]:
+            sub = f"{key}.{k}" if key else str(k)
+            if sub in _RESUME_FREE:
+                continue
+            found = _first_difference(a.get(k), b.get(k), sub)
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, f"{key}.{i}")
+            if found:
+                return found
+        return None
+    return None if a == b else key or "config"
+
+
+def _lookup(doc: Any, key: str) -> Any:
+    for part in key.split("."):
+        doc = doc[int(part)] if isinstance(doc, list) else (doc or {}).get(part)
+    return doc
+
+
+def _resume_config(task, config, asked: dict, out: Path, previous: RunState | None) -> tuple[dict, Any]:
+    """The recorded configuration of the run in ``out``, checked against what the caller gave."""
+    from .config import apply_overrides, load_config, resolve_config
+
+    if previous is None:
+        raise FastaiSparseError(f"{out}: nothing to resume (no {RUN_FILE}); start a run without --resume")
+    name = previous.data.get("task")
+    if task is not None and name != task.name:
+        raise FastaiSparseError(f"{out}: holds a run of task {name!r}, not {task.name!r}")
+    if (out / CONFIG).is_file():
+        recorded = load_config(out / CONFIG)
+        base = task
+    else:  # a run from before configs were recorded: its task and run.json's hyper-parameters
+        from .registry import get_task
+
+        base = task or get_task(name)
+        recorded = base.config(
+            **{k: previous.data[k] for k in ("epochs", "bs", "lr", "seed") if k in previous.data}
+        )
+    recorded, rebuilt = resolve_config(recorded, base=base, source=out / CONFIG)
+    if config is not None:
+        wanted, _ = _run_config(task, config, asked)
+    elif asked:
+        wanted = apply_overrides(recorded, asked, base=base)
+    else:
+        wanted = recorded
+    key = _first_difference(recorded, wanted)
+    if key is not None and key.startswith("dataset.options."):
+        was, now = recorded["dataset"]["options"], wanted["dataset"]["options"]
+        diff = sorted(k for k in {*was, *now} if was.get(k) != now.get(k))
+        raise FastaiSparseError(
+            f"{out}: the run was started with dataset options { ({k: was.get(k) for k in diff}) }; resuming "
+            f"with { ({k: now.get(k) for k in diff}) } would change its data (omit -O / --set to keep the "
+            "recorded ones)"
+        )
+    if key is not None:
+        raise FastaiSparseError(
+            f"{out}: the run was started with {key}={json.dumps(_lookup(recorded, key), default=str)}; resuming "
+            f"with {key}={json.dumps(_lookup(wanted, key), default=str)} would change the run (omit the option "
+            "to keep the recorded value)"
+        )
+    if wanted is not recorded:  # keys a resumed run may change (the data folder, the workers)
+        wanted, rebuilt = resolve_config(wanted, base=base)
+    return wanted, rebuilt
+
+
+def _run_state(
+    task, out: Path, cfg: dict, resume: bool, previous: RunState | None, dataset_kwargs: dict | None
+) -> RunState:
+    """The run to continue, or a new one (``run.json`` and ``config.json``); refuses to start
+    over an unfinished run. ``run.json`` also lists the dataset options the caller gave (``-O``)."""
+    from .config import to_json
+
     if resume:
-        if previous is None:
-            raise FastaiSparseError(f"{out}: nothing to resume (no {RUN_FILE}); start a run without --resume")
-        if previous.data.get("task") != task.name:
-            raise FastaiSparseError(
-                f"{out}: holds a run of task {previous.data.get('task')!r}, not {task.name!r}"
-            )
-        for key, value in asked.items():
-            if value is not None and key != "seed" and value != previous.data[key]:
-                raise FastaiSparseError(
-                    f"{out}: the run was started with {key}={previous.data[key]!r}; resuming with {key}={value!r} "
-                    "would change the schedule (omit the option to keep the recorded value)"
-                )
+        assert previous is not None
         return previous
     if previous is not None and previous.finished < int(previous.data.get("epochs", 0)):
         raise FastaiSparseError(
@@ -176,16 +319,19 @@ def _run_state(task, out: Path, root: str | Path | None, asked: dict, resume: bo
             f"({previous.finished}/{previous.data.get('epochs')} epochs); pass --resume to continue it or "
             "choose another --out"
         )
+    _write_json(out / CONFIG, cfg)
     state = RunState(
         out,
         {
             "task": task.name,
-            "epochs": int(asked["epochs"] or task.defaults["epochs"]),
-            "bs": int(asked["bs"] or task.defaults["bs"]),
-            "lr": float(asked["lr"] or task.defaults["lr"]),
-            "schedule": schedule_spec(task.defaults.get("schedule")),
-            "seed": int(asked["seed"]),
-            "root": str(root) if root is not None else None,
+            "config": CONFIG,
+            "epochs": cfg["epochs"],
+            "bs": cfg["bs"],
+            "lr": cfg["lr"],
+            "schedule": cfg["schedule"],
+            "seed": cfg["seed"],
+            "root": cfg["dataset"]["root"],
+            "dataset_options": to_json(dict(dataset_kwargs or {})),
             "finished_epochs": 0,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "history": [],
@@ -195,43 +341,18 @@ def _run_state(task, out: Path, root: str | Path | None, asked: dict, resume: bo
     return state
 
 
-def _dataset_options(state: RunState, given: dict | None, resume: bool) -> dict:
-    """The dataset options of the run: recorded in ``run.json`` when it starts; a resumed run
-    uses the recorded ones (giving others is an error: the data would change under the run)."""
-    given = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in (given or {}).items()}
-    recorded = state.data.get("dataset_options")
-    if resume and recorded is not None:
-        if given and given != recorded:
-            raise FastaiSparseError(
-                f"{state.out}: the run was started with dataset options {recorded}; resuming with {given} "
-                "would change its data (omit -O to keep the recorded ones)"
-            )
-        return dict(recorded)
-    if given or recorded is None:
-        state.data["dataset_options"] = given
-        state.save()
-    return given
-
-
 def _learner_for_run(
-    task,
-    state: RunState,
-    root: str | Path | None,
-    num_workers: int | None,
-    start: int,
-    resume: bool,
-    quiet: bool,
-    dataset_kwargs: dict | None,
+    task, state: RunState, cfg: dict, start: int, resume: bool, quiet: bool
 ) -> tuple[Any, list]:
     """The seeded loaders and learner of the run, its callbacks, and (from epoch ``start`` > 0)
     the model and optimizer reloaded from the checkpoint."""
     import torch
     from fastai.learner import load_model
 
-    d, out = state.data, state.out
-    torch.manual_seed(d["seed"])  # the same initial weights for the same seed
+    out = state.out
+    torch.manual_seed(cfg["seed"])  # the same initial weights for the same seed
     dls = task.dataloaders(
-        root, bs=d["bs"], num_workers=num_workers, seed=d["seed"], path=out, **(dataset_kwargs or {})
+        cfg["dataset"]["root"], bs=cfg["bs"], num_workers=cfg["num_workers"], seed=cfg["seed"], path=out
     )
     learn = task.learner(dls, path=out)
     run_cbs = _run_callbacks(state, start, append=resume)

@@ -16,8 +16,11 @@ loss, and which adds:
   for every original point or vertex (or one per sample for pooled heads);
 - ``tta(n=4)`` -> logits averaged over ``n`` deterministic views (rotation about z, flip,
   small offset), mapped back to the points;
-- ``save_weights`` / ``load_weights``: ``state_dict`` plus task and class names, loaded with
-  ``torch.load(weights_only=True)``; a checkpoint of another task is refused;
+- ``save_weights`` / ``load_weights`` / ``save_pretrained`` / ``export``: safetensors weights
+  with the task name, class names and configuration (a ``.safetensors`` file or a model folder
+  with a model card, see :mod:`fastai_sparse.weights`), loaded without pickle; weights of
+  another task are refused; :func:`load_learner` rebuilds a learner from them through the
+  registry (fastai's pickled export only with ``unsafe_pickle=True``);
 - ``distrib_ctx``: data-parallel training under ``torchrun`` (see :mod:`fastai_sparse.distributed`).
 
 Quiet mode (tests, CI): ``with learn.no_bar(), learn.no_logging(): ...``.

@@ -20,7 +20,7 @@ from ..errors import (
     ShapeError,
 )
 from .callbacks import EpochSeedCallback, NonFiniteLossCallback
-from .checkpoint import load_weights, save_weights
+from .checkpoint import export, load_weights, save_pretrained, save_weights
 from .data import SparseDataset
 from .predict import Prediction, default_tta_offset, load_input, make_prediction, tta_views
 
@@ -42,6 +42,8 @@ class SparseLearner(Learner):
     class_names: names of the output classes (None for regression).
     read_input: how :meth:`predict` reads a file path (a task's ``read_input``; default
     :func:`fastai_sparse.io.load`), see :func:`~fastai_sparse.learner.load_input`.
+    task: the :class:`~fastai_sparse.Task` itself, when known: its configuration is stored with
+    exported weights, so that loading rebuilds it through the registry.
     """
 
     def __init__(
@@ -53,10 +55,14 @@ class SparseLearner(Learner):
         task_name: str | None = None,
         class_names: Sequence[str] | None = None,
         read_input=None,
+        task: Any = None,
         **kwargs,
     ):
         super().__init__(dls, model, loss_func=loss_func, **kwargs)
         self.task_name, self.read_input = task_name, read_input
+        self.task = task
+        if self.task_name is None:
+            self.task_name = getattr(task, "name", None)
         tt = getattr(dls, "target_type", None)
         if class_names is None and getattr(tt, "classes", None) is not None:
             class_names = list(tt.classes)
@@ -237,16 +243,54 @@ class SparseLearner(Learner):
         return viz.show_results([s.cloud for s in samples], preds, max_n=max_n, **kwargs)
 
     # -- weights ------------------------------------------------------------------------------
-    def save_weights(self, path: str | Path) -> Path:
-        """Write ``{"format", "task", "class_names", "model", "state_dict"}`` with ``torch.save``
-        (loadable with ``weights_only=True``). A relative path goes under ``learn.path``."""
-        return save_weights(self, path)
+    def save_weights(
+        self,
+        path: str | Path,
+        overwrite: bool = False,
+        config: dict | None = None,
+        metrics: dict | None = None,
+    ) -> Path:
+        """Write the weights to one file (a relative path goes under ``learn.path``):
+        ``.safetensors`` (tensors plus the task name, class names and configuration in the
+        header; see :mod:`fastai_sparse.weights`) or, for names ending ``.pth``, the older
+        ``torch.save`` format. An existing file is kept unless ``overwrite``."""
+        return save_weights(self, path, overwrite, config, metrics)
+
+    def save_pretrained(
+        self,
+        folder: str | Path,
+        overwrite: bool = False,
+        config: dict | None = None,
+        metrics: dict | None = None,
+    ) -> Path:
+        """Write a model folder laid out like a Hugging Face Hub repository: ``model.safetensors``,
+        ``config.json`` (task, classes, configuration, metrics) and a ``README.md`` model card.
+        ``config``: the run's configuration (default the task's, see :meth:`Task.config`);
+        ``metrics``: default the last epoch's."""
+        return save_pretrained(self, folder, overwrite, config, metrics)
+
+    def export(  # type: ignore[override]
+        self,
+        fname: str | Path = "model",
+        overwrite: bool = False,
+        unsafe_pickle: bool = False,
+        config: dict | None = None,
+        metrics: dict | None = None,
+        **pickle_kwargs,
+    ) -> Path:
+        """Export for inference: a model folder (:meth:`save_pretrained`), or one ``.safetensors``
+        file when ``fname`` ends so; :func:`~fastai_sparse.learner.load_learner` reads both without
+        running code. fastai's pickled export only with ``unsafe_pickle=True`` (loading it runs any
+        code it holds)."""
+        return export(self, fname, overwrite, unsafe_pickle, config, metrics, **pickle_kwargs)
 
     def load_weights(self, path: str | Path, strict: bool = True) -> SparseLearner:
-        """Load weights written by :meth:`save_weights` (``torch.load(weights_only=True)``).
+        """Load weights written by :meth:`save_weights` or :meth:`export` (a model folder, a
+        ``.safetensors`` file, or an older ``.pth`` file read with ``weights_only=True``).
 
         Raises :class:`CheckpointError` when the file is missing or corrupt, was saved for another
-        task or other classes, or does not fit the model (missing / unexpected / mis-shaped tensors).
+        task or other classes, or does not fit the model (missing / unexpected / mis-shaped
+        tensors), and :class:`~fastai_sparse.errors.UnsafeFileError` for a file that would run code.
         """
         load_weights(self, path, strict)
         return self
@@ -307,5 +351,6 @@ def sparse_learner(
         task_name=task_name,
         class_names=class_names,
         read_input=getattr(task, "read_input", None) if is_task else None,
+        task=task if is_task else None,
         **kwargs,
     )

@@ -46,8 +46,8 @@ def classes(root, config):
 
 
 @semantickitti.command("predict")
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Weights file written by `train` or learn.save_weights.")  # fmt: skip
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path, exists=True),
+              help="Model folder written by `train` (RUN/model), or a weights file.")  # fmt: skip
 @click.option("--root", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Data root (holding sequences/).")  # fmt: skip
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path, file_okay=False),
