@@ -286,6 +286,7 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
         baseline_label="sorted rows",
         target=1.1,
         label=f"subm fwd+bwd, random row order vs sorted, {where}",
+        readme=True,
     )
 
     # -- submanifold forward
