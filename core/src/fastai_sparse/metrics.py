@@ -13,6 +13,12 @@ target int64 [N]) and per-sample outputs ([B, K] vs [B]) alike.
 Factories with the signature ``factory(target_type) -> Metric`` (registered by name in the
 built-in plugin): :func:`miou`, :func:`iou_per_class`, :func:`accuracy`,
 :func:`mean_class_accuracy`, :func:`mae`, :func:`rmse`.
+
+Writing a metric (see ``docs/metrics.md``): subclass :class:`ConfusionMetric` and implement
+``compute(cm)`` (a value from the epoch's confusion matrix) with a class attribute ``_name``; or
+give a plain function ``f(pred, targ) -> float``, which :class:`FunctionMetric` averages over
+the epoch weighted by the rows of each batch (:func:`function_metric` makes a factory of it, and
+a factory that returns a plain function gets it wrapped the same way, see :func:`as_metric`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import torch
 from fastai.imports import noop  # the logger fastai's no_logging() installs
 from fastai.learner import Callback, Metric, Recorder
 
-from .errors import DataFormatError, ShapeError
+from .errors import DataFormatError, PluginError, ShapeError
 
 __all__ = [
     "MAE",
@@ -33,13 +39,16 @@ __all__ = [
     "Accuracy",
     "ConfusionMatrix",
     "ConfusionMetric",
+    "FunctionMetric",
     "IoUPerClass",
     "MeanClassAccuracy",
     "MeanIoU",
     "PerClassTableCallback",
     "accuracy",
+    "as_metric",
     "confusion_matrix",
     "format_class_table",
+    "function_metric",
     "iou_from_confusion",
     "iou_per_class",
     "mae",
@@ -325,6 +334,87 @@ class RMSE(_ErrorSums):
     def value(self) -> float | None:
         _, s, n = self.total.tolist()
         return float(np.sqrt(s / n)) if n else None
+
+
+class FunctionMetric(Metric):
+    """A plain function ``func(pred, targ) -> number`` as an epoch metric: the mean of its
+    per-batch values weighted by the number of target rows of each batch (points for
+    segmentation, samples otherwise).
+
+    Exact for metrics that are means over rows (accuracy, mean error); a ratio over the whole
+    epoch (IoU, precision) is not a mean of per-batch ratios: write a :class:`ConfusionMetric`
+    for those. ``name`` is shown in the training table (default: the function's name).
+    """
+
+    def __init__(self, func, name: str | None = None):
+        if not callable(func):
+            raise TypeError(f"FunctionMetric needs a function f(pred, targ), got {type(func).__name__}")
+        self.func = func
+        self._name = name or getattr(func, "__name__", type(func).__name__)
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64)  # sum of value * rows, rows
+        self._reduced = None
+
+    def accumulate(self, learn) -> None:
+        pred, targ = learn.pred, learn.yb[0]
+        mask = _ddp_row_mask(learn, len(targ))
+        if mask is not None:
+            pred, targ = pred[mask.to(pred.device)], targ[mask.to(targ.device)]
+        rows = len(targ)
+        if rows == 0:
+            return
+        value = self.func(pred.detach(), targ.detach())
+        value = float(value.detach().cpu()) if isinstance(value, torch.Tensor) else float(value)
+        self.sums += torch.tensor([value * rows, rows], dtype=torch.float64)
+        self._reduced = None
+
+    @property
+    def value(self) -> float | None:
+        if self._reduced is None:
+            self._reduced = _all_reduce_sum(self.sums)
+        total, rows = self._reduced.tolist()
+        return total / rows if rows else None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+
+def function_metric(func, name: str | None = None):
+    """A metric factory for ``register_metrics`` from a plain function ``func(pred, targ)``:
+    ``register(Factory("my-error", function_metric(my_error)))`` (see :class:`FunctionMetric`)."""
+
+    def factory(target_type: Any = None) -> FunctionMetric:
+        return FunctionMetric(func, name)
+
+    factory.__name__ = factory.__qualname__ = f"function_metric({getattr(func, '__name__', 'func')})"
+    return factory
+
+
+_METRIC_INTERFACE = ("reset", "accumulate", "value")
+
+
+def _has(obj: Any, attr: str) -> bool:
+    """Whether ``obj`` defines ``attr``, without evaluating it (``value`` is often a property)."""
+    return any(attr in vars(k) for k in type(obj).__mro__) or attr in getattr(obj, "__dict__", {})
+
+
+def as_metric(obj: Any, name: str) -> Any:
+    """What a metric factory returned, as a metric: an object with ``reset()``,
+    ``accumulate(learn)`` and ``value`` as it is, a plain function ``f(pred, targ)`` wrapped in a
+    :class:`FunctionMetric` named ``name``; anything else raises PluginError naming the metric."""
+    if all(_has(obj, a) for a in _METRIC_INTERFACE):
+        return obj
+    if callable(obj) and not isinstance(obj, type):
+        return FunctionMetric(obj, name.replace("-", "_"))
+    missing = [a for a in _METRIC_INTERFACE if not _has(obj, a)]
+    raise PluginError(
+        f"metric {name!r}: its factory returned {type(obj).__name__}, which has no {', '.join(missing)}; "
+        "a metric factory returns a fastai Metric (reset(), accumulate(learn), value; e.g. a "
+        "ConfusionMetric subclass with compute(cm)) or a plain function f(pred, targ) -> number"
+    )
 
 
 def format_class_table(values: dict[str, float], cm: np.ndarray | None = None, title: str = "IoU") -> str:

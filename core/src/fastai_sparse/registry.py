@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
 import re
 import sys
 import threading
@@ -99,6 +100,81 @@ class Factory:
         return f"Factory({self.name!r}, {target!r}{kw})"
 
 
+def _callable_name(func: Any) -> str:
+    return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+
+
+def _takes_one_argument(func: Callable, defaults: dict[str, Any]) -> bool:
+    """Whether ``func(x, **defaults)`` binds (True when the signature cannot be read)."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return True
+    try:
+        sig.bind(None, **defaults)
+    except TypeError:
+        return False
+    return True
+
+
+def _check_metric_factory(obj: Factory) -> None:
+    """A metric factory is called as ``factory(target_type)``: a function of ``(pred, targ)``
+    registered in its place would fail only when a task is trained."""
+    if isinstance(obj.target, str) or not callable(obj.target):
+        return  # "module:attr" strings are resolved (and checked by the conformance kit) later
+    if not _takes_one_argument(obj.target, obj.defaults):
+        func = _callable_name(obj.target)
+        try:
+            params = f"({', '.join(inspect.signature(obj.target).parameters)})"
+        except (TypeError, ValueError):  # pragma: no cover - _takes_one_argument said readable
+            params = "(...)"
+        raise PluginError(
+            f"metric {obj.name!r}: its factory {func}{params} cannot be called as factory(target_type); "
+            "a metric factory takes the task's target type and returns a metric. For a plain function "
+            f"of (pred, targ) register Factory({obj.name!r}, fastai_sparse.metrics.function_metric({func}))"
+        )
+
+
+_TASK_CALLABLES = {
+    "prepare": "prepare(root, out=None, jobs=2, skip_bad=False, ...)",
+    "fixture": "fixture(directory) -> the dataset root",
+    "read_input": "read_input(path) -> PointCloud | Mesh",
+    "loss": "loss(pred, y) -> scalar tensor",
+}
+
+
+def _check_task(task: Any) -> None:
+    """Cheap checks of a Task's fields (nothing is imported or built)."""
+    where = f"task {task.name!r}"
+    for attr, shape in _TASK_CALLABLES.items():
+        value = getattr(task, attr)
+        if value is not None and not callable(value):
+            raise PluginError(f"{where}: {attr} must be a function {shape}, got {type(value).__name__}")
+    splits = task.splits
+    if not (
+        isinstance(splits, (tuple, list)) and len(splits) == 2 and all(isinstance(x, str) for x in splits)
+    ):
+        raise PluginError(f"{where}: splits must be two split names (training, validation), got {splits!r}")
+    for attr in ("model", "head", "input_stage"):
+        value = getattr(task, attr)
+        if value is not None and not isinstance(value, str):
+            raise PluginError(
+                f"{where}: {attr} must be the name of a registered {'head' if attr == 'head' else 'model'}, "
+                f"got {type(value).__name__}"
+            )
+    if task.metrics is not None:
+        bad = [m for m in task.metrics if not isinstance(m, str)]
+        if isinstance(task.metrics, str) or bad:
+            raise PluginError(
+                f"{where}: metrics must be a list of registered metric names, got {task.metrics!r}"
+            )
+    if task.needs_root is False and task.prepare is not None:
+        raise PluginError(
+            f"{where}: has a prepare but needs_root=False; a task that prepares files reads them from "
+            "a data root: set needs_root=True"
+        )
+
+
 def _check_kind(kind: str, obj: Any) -> str:
     """Validate an object registered under ``kind``; return its name."""
     if kind == "task":
@@ -114,6 +190,15 @@ def _check_kind(kind: str, obj: Any) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise PluginError(
             f"invalid {kind} name {name!r}: use lowercase letters, digits and dashes (e.g. 'my-task')"
+        )
+    if kind == "metric":
+        _check_metric_factory(obj)
+    elif kind == "task":
+        _check_task(obj)
+    elif isinstance(obj, Factory) and not isinstance(obj.target, str) and not callable(obj.target):
+        raise PluginError(
+            f"{kind} {name!r}: the factory's target must be a callable or a 'module:attr' string, "
+            f"got {type(obj.target).__name__}"
         )
     return name
 
@@ -217,6 +302,19 @@ class Registry:
         if name not in self._items.get(kind, {}):
             self.get(kind, name)  # raises the usual error
         return self._items[kind][name][1]
+
+    def build_metric(self, name: str, target_type: Any) -> Any:
+        """The metric ``name`` for a task's target type: ``factory(target_type)``, a plain function
+        it returns wrapped as a :class:`~fastai_sparse.metrics.FunctionMetric` (see
+        :func:`~fastai_sparse.metrics.as_metric`). Anything else raises PluginError naming the
+        metric and the plugin that registered it."""
+        from .metrics import as_metric
+
+        factory = self.get("metric", name)
+        try:
+            return as_metric(factory(target_type), name)
+        except PluginError as exc:
+            raise PluginError(f"plugin {self.owner('metric', name)!r}: {exc}") from None
 
     def _add_backends_to_engine(self) -> None:
         """Add the backends plugins registered to the engine's table (see

@@ -347,7 +347,7 @@ class Task:
         from .registry import default_registry
 
         reg = registry or default_registry()
-        return [reg.get("metric", n)(self.target) for n in self.metric_names]
+        return [reg.build_metric(n, self.target) for n in self.metric_names]
 
     def loss_func(self) -> Callable:
         return self.loss if self.loss is not None else self.target.loss_func()

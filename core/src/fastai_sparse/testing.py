@@ -14,13 +14,25 @@ right dtypes and shapes, a collated batch, a model whose forward pass gives one 
 (or per sample) and one column per output, a finite loss with gradients, and metrics that
 compute. Failures raise :class:`~fastai_sparse.errors.ConformanceError` saying what is wrong.
 
-The module is also a pytest plugin (entry point ``pytest11``) providing the fixtures
-``sparse_registry`` (build a registry from given plugins) and ``sparse_task_root`` (a
-temporary data root made by a task's ``fixture``).
+Every message names the plugin and the object: ``plugin 'myplugin': task 'my-seg': backbone
+'my-net' (plugin 'myplugin') returned 812 voxels at stride 4 for 5815 input voxels; ...``.
+Besides what runs, the kit checks the contracts that otherwise break later and far away: a
+backbone returns a SparseTensor with its declared ``out_channels`` and, under a per-voxel head,
+the input's voxels at stride 1; every metric has the metric interface; a fixture returns the
+root of the dataset it wrote.
+
+The module is also a pytest plugin (entry point ``pytest11``, active once fastai-sparse is
+installed) providing two fixtures:
+
+- ``sparse_registry(*plugins)``: a registry of core's built-in plugin plus the given ones,
+  private to the test (:func:`registry_with`);
+- ``sparse_task_root(task)``: the dataset root a task's ``fixture`` writes into a fresh
+  temporary folder (``task`` a Task or a task name).
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +43,7 @@ from . import plugins as _plugins
 from .errors import ConformanceError, FastaiSparseError
 from .registry import Factory, Registry
 
-__all__ = ["ConformanceError", "check_plugin", "check_task", "registry_with"]
+__all__ = ["ConformanceError", "check_plugin", "check_task", "fixture_root", "registry_with"]
 
 
 def _fail(where: str, what: str, cause: BaseException | None = None) -> ConformanceError:
@@ -112,46 +124,127 @@ def check_plugin(
                     raise _fail(
                         f"{kind} {n!r}", f"its factory {obj.target!r} cannot be imported", exc
                     ) from exc
+    _check_unused_metrics(info, reg)
     summary: dict[str, Any] = {"plugin": info.name, "registered": dict(info.registered), "tasks": {}}
     for task_name in info.registered.get("task", []):
         if tasks is not None and task_name not in tasks:
             continue
         summary["tasks"][task_name] = check_task(
-            reg.get("task", task_name), registry=reg, root=root, max_items=max_items
+            reg.get("task", task_name), registry=reg, root=root, max_items=max_items, plugin=info.name
         )
     return summary
 
 
-def _task_root(task, root, tmp: Path) -> Path | None:
+def _check_unused_metrics(info, reg: Registry) -> None:
+    """Metrics the plugin registers that none of its tasks uses are built here (the tasks'
+    metrics are built with their own target types by :func:`check_task`): with the first of a
+    segmentation, classification or regression target type they accept, and must have the
+    metric interface."""
+    from .targets import Classification, Regression, Segmentation
+
+    used = {m for t in info.registered.get("task", []) for m in reg.get("task", t).metric_names}
+    targets = [Segmentation(["a", "b"]), Classification(["a", "b"]), Regression(["v"])]
+    for name in info.registered.get("metric", []):
+        if name in used:
+            continue
+        factory, errors = reg.get("metric", name), []
+        for target in targets:
+            try:
+                made = factory(target)
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            try:
+                from .metrics import as_metric
+
+                as_metric(made, name)
+            except FastaiSparseError as exc:
+                raise _fail(f"plugin {info.name!r}", str(exc)) from exc
+            break
+        else:
+            raise _fail(
+                f"plugin {info.name!r}",
+                f"metric {name!r} could not be built for a segmentation, classification or regression "
+                "target type; use it in one of the plugin's tasks so the kit builds it with that task's "
+                "target type",
+                errors[0],
+            )
+
+
+def fixture_root(task, directory: str | Path, where: str | None = None) -> Path:
+    """Run ``task.fixture(directory)`` and return the dataset root it made; ConformanceError
+    when the task has no fixture, the fixture fails, returns nothing, or returns a path that is
+    not a folder (``where`` names the plugin and task in the message)."""
+    where = where or f"task {task.name!r}"
+    if task.fixture is None:
+        raise _fail(
+            where,
+            "defines no `fixture` to make a small dataset; give Task(fixture=...), a function "
+            "fixture(directory) -> root that writes files in the real layout",
+        )
+    name = getattr(task.fixture, "__qualname__", None) or repr(task.fixture)
+    try:
+        made = task.fixture(Path(directory))
+    except Exception as exc:
+        raise _fail(where, f"its fixture {name} failed", exc) from exc
+    if made is None:
+        raise _fail(
+            where,
+            f"its fixture {name} returned None; a fixture writes a small dataset into the folder "
+            "it is given and returns the dataset root (what --root / root= would be)",
+        )
+    if not isinstance(made, (str, os.PathLike)) or not Path(made).is_dir():
+        shown = repr(os.fspath(made)) if isinstance(made, (str, os.PathLike)) else type(made).__name__
+        raise _fail(
+            where, f"its fixture {name} returned {shown}, which is not a folder; return the dataset root"
+        )
+    return Path(made)
+
+
+def _task_root(task, root, tmp: Path, where: str) -> Path | None:
     if not task.needs_root:
         return None
     if root is not None:
         return Path(root)
     if task.fixture is None:
         raise _fail(
-            f"task {task.name!r}",
+            where,
             "needs a data root but defines no `fixture` to make a small one; "
             "give Task(fixture=...) or pass root=",
         )
+    return fixture_root(task, tmp, where)
+
+
+def _owner(registry: Registry | None, kind: str, name: str) -> str | None:
     try:
-        made = task.fixture(tmp)
-    except Exception as exc:
-        raise _fail(f"task {task.name!r}", "its fixture failed", exc) from exc
-    return Path(made) if made is not None else tmp
+        return registry.owner(kind, name) if registry is not None else None
+    except Exception:
+        return None
 
 
 def check_task(
-    task, *, registry: Registry | None = None, root: str | Path | None = None, max_items: int = 2
+    task,
+    *,
+    registry: Registry | None = None,
+    root: str | Path | None = None,
+    max_items: int = 2,
+    plugin: str | None = None,
 ) -> dict[str, Any]:
-    """Check one task end to end on a couple of samples (see the module docstring)."""
+    """Check one task end to end on a couple of samples (see the module docstring).
+
+    task: a Task, or the name of a task in ``registry`` (default: the installed plugins).
+    plugin: the plugin named in error messages (default: the task's owner in ``registry``).
+    """
     import numpy as np
 
     from .batch import collate
     from .geometry import Mesh, PointCloud
 
-    where = f"task {task.name!r}"
+    task = _as_task(task, registry)
+    plugin = plugin or _owner(registry, "task", task.name)
+    where = (f"plugin {plugin!r}: " if plugin else "") + f"task {task.name!r}"
     with tempfile.TemporaryDirectory(prefix="fastai-sparse-check-") as tmp:
-        data_root = _task_root(task, root, Path(tmp))
+        data_root = _task_root(task, root, Path(tmp), where)
         try:
             ds = task.datasets(data_root, registry=registry)
         except Exception as exc:
@@ -215,6 +308,51 @@ def _check_sample(where: str, what: str, s) -> None:
         raise _fail(where, f"{what}: inverse must map each of the {len(s.cloud)} points to a voxel row")
 
 
+def _named(registry, kind: str, name: str, label: str | None = None) -> str:
+    """``metric 'miou' (plugin 'builtin')``: an object and the plugin that registered it."""
+    owner = _owner(registry, kind, name)
+    return f"{label or kind} {name!r}" + (f" (plugin {owner!r})" if owner else "")
+
+
+def _check_backbone(where: str, task, registry, model, x) -> None:
+    """The backbone's contract: a SparseTensor with ``out_channels`` channels, and for a
+    per-voxel head the input's voxels (same coordinates, same order) at stride 1."""
+    import torch
+
+    from .engine import SparseTensor
+
+    what = _named(registry, "model", task.model, "backbone")
+    inp = model.sparse_input(x)
+    try:
+        out = model.backbone(inp)
+    except Exception as exc:
+        raise _fail(where, f"the forward pass of {what} failed", exc) from exc
+    if not isinstance(out, SparseTensor):
+        raise _fail(where, f"{what} returned {type(out).__name__}; a backbone returns a SparseTensor")
+    declared = getattr(model.backbone, "out_channels", None)
+    if declared != out.num_channels:
+        raise _fail(
+            where,
+            f"{what} declares out_channels={declared} but returned {out.num_channels} channels; "
+            "the head is built for out_channels",
+        )
+    if getattr(model.head, "per", "voxel") != "voxel":
+        return
+    same = (
+        out.stride == 1
+        and out.coords.shape == inp.coords.shape
+        and torch.equal(out.coords.to(inp.coords.dtype), inp.coords)
+    )
+    if not same:
+        raise _fail(
+            where,
+            f"{what} returned {len(out.coords)} voxels at stride {out.stride} for "
+            f"{len(inp.coords)} input voxels; with the per-voxel head {task.head!r} a backbone must "
+            "return the input's voxels, in their order, at stride 1 (an encoder-decoder such as "
+            "UNet), so that every point gets its voxel's output",
+        )
+
+
 def _check_model(where: str, task, registry, x, y, samples) -> Any:
     import torch
 
@@ -224,6 +362,7 @@ def _check_model(where: str, task, registry, x, y, samples) -> Any:
     except Exception as exc:
         raise _fail(where, f"building model {task.model!r} + head {task.head!r} failed", exc) from exc
     model.train()
+    _check_backbone(where, task, registry, model, x)
     try:
         out = model(x)
     except Exception as exc:
@@ -241,7 +380,8 @@ def _check_model(where: str, task, registry, x, y, samples) -> Any:
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise _fail(
             where,
-            f"model output must be [{rows}, {k}] (one row per {per}, one column per output), got {shape}",
+            f"model output must be [{rows}, {k}] (one row per {per}, one column per output), got {shape} "
+            f"from {_named(registry, 'head', task.head)}",
         )
     tensors = out.values() if isinstance(out, dict) else [out]
     if not all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()):
@@ -255,23 +395,44 @@ def _check_model(where: str, task, registry, x, y, samples) -> Any:
     loss.backward()
     if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()):
         raise _fail(where, "no parameter received a gradient from the loss")
-    try:
-        metrics = task.build_metrics(registry=registry)
-    except Exception as exc:
-        raise _fail(where, "building its metrics failed", exc) from exc
     pred = {k_: v.detach() for k_, v in out.items()} if isinstance(out, dict) else out.detach()
     fake = SimpleNamespace(pred=pred, yb=(y,), y=y, xb=(x,), training=False)
-    for m in metrics:
-        name = getattr(m, "name", type(m).__name__)
+    reg = registry
+    if reg is None:
+        from .registry import default_registry
+
+        reg = default_registry()
+    for name in task.metric_names:
+        what = _named(reg, "metric", name)
+        try:
+            m = reg.build_metric(name, task.target)
+        except Exception as exc:
+            raise _fail(where, f"building its metrics failed: {what}", exc) from exc
         try:
             m.reset()
             m.accumulate(fake)
             value = m.value
         except Exception as exc:
-            raise _fail(where, f"metric {name!r} failed", exc) from exc
+            raise _fail(where, f"{what} failed", exc) from exc
         if value is None:
-            raise _fail(where, f"metric {name!r} returned None")
+            raise _fail(where, f"{what} returned None")
     return out
+
+
+def _as_task(task: Any, registry: Registry | None = None):
+    """A Task from a Task or a task name (looked up in ``registry``, default the installed
+    plugins'); a clear error for anything else."""
+    from .task import Task
+
+    if isinstance(task, Task):
+        return task
+    if isinstance(task, str):
+        if registry is None:
+            from .registry import default_registry
+
+            registry = default_registry()
+        return registry.get("task", task)
+    raise TypeError(f"expected a Task or a task name, got {type(task).__name__}")
 
 
 # -- pytest plugin ---------------------------------------------------------------------------
@@ -284,15 +445,25 @@ if pytest is not None:
 
     @pytest.fixture
     def sparse_registry() -> Callable[..., Registry]:
-        """Build a registry from core's built-in plugin plus the given plugins."""
+        """``sparse_registry(*plugins, installed=False)``: a registry of core's built-in plugin plus
+        the given ones (entry-point names, module names, modules or ``(name, object)`` pairs),
+        built for the test alone (the process-wide registry is not touched). See
+        :func:`registry_with`."""
         return registry_with
 
     @pytest.fixture
-    def sparse_task_root(tmp_path) -> Callable[[Any], Path]:
-        """Make a task's fixture dataset in a temporary folder and return its root."""
+    def sparse_task_root(tmp_path) -> Callable[..., Path]:
+        """``sparse_task_root(task)``: the dataset root made by a task's ``fixture`` in a fresh
+        temporary folder. ``task`` is a Task or a task name (looked up among the installed
+        plugins, or in ``registry=``). ConformanceError when the task has no fixture, or its
+        fixture fails or returns no folder."""
+        made: list[int] = []
 
-        def make(task) -> Path:
-            made = task.fixture(tmp_path) if task.fixture is not None else None
-            return Path(made) if made is not None else tmp_path
+        def make(task, registry: Registry | None = None) -> Path:
+            task = _as_task(task, registry)
+            folder = tmp_path / f"{task.name}-{len(made)}"
+            folder.mkdir()
+            made.append(1)
+            return fixture_root(task, folder)
 
         return make

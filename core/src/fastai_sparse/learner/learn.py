@@ -333,7 +333,7 @@ def sparse_learner(
         if isinstance(m, str):
             from ..registry import default_registry
 
-            m = default_registry().get("metric", m)(tt)
+            m = default_registry().build_metric(m, tt)
         if getattr(m, "is_table", False):
             cbs.append(PerClassTableCallback(m, quiet=quiet_tables))
         else:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..engine import SparseTensor
-from ..errors import DataFormatError
+from ..errors import DataFormatError, ShapeError
 
 __all__ = ["SparseModel"]
 
@@ -23,6 +23,20 @@ def _field(batch: Any, name: str, required: bool = True):
     if required:
         raise DataFormatError(f"the batch has no {name!r}", field=name)
     return None
+
+
+def _check_backbone_keeps_voxels(backbone: nn.Module, head: nn.Module, x: SparseTensor, out: Any) -> None:
+    """A per-voxel head needs the backbone's output on the input's voxels (same rows, stride 1),
+    to map it back to every point; say so here rather than fail with an IndexError later."""
+    rows = getattr(getattr(out, "feats", None), "shape", (None,))[0]
+    stride = getattr(out, "stride", None)
+    if rows != x.feats.shape[0] or stride != 1:
+        raise ShapeError(
+            f"backbone {type(backbone).__name__} returned {rows} rows at stride {stride} for "
+            f"{x.feats.shape[0]} input voxels: a per-voxel head ({type(head).__name__}) needs the "
+            "input's voxels at stride 1 (an encoder-decoder such as UNet); for one output per sample "
+            "use a pooled head (cls-pool)"
+        )
 
 
 class SparseModel(nn.Module):
@@ -64,7 +78,10 @@ class SparseModel(nn.Module):
         return SparseTensor(coords, feats, batch_size=bs)
 
     def forward(self, batch: Any) -> torch.Tensor:
-        feats = self.backbone(self.sparse_input(batch))
+        x = self.sparse_input(batch)
+        feats = self.backbone(x)
+        if self.per == "voxel":
+            _check_backbone_keeps_voxels(self.backbone, self.head, x, feats)
         # a head that needs per-sample inputs (e.g. an object category to mask logits with)
         # declares ``needs_batch = True`` and receives the whole batch dict
         y = self.head(feats, batch) if getattr(self.head, "needs_batch", False) else self.head(feats)
