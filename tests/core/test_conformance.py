@@ -267,7 +267,7 @@ def test_unused_metric_without_interface_is_found_too():
         ({"read_input": 3}, "read_input must be a function read_input(path) -> PointCloud | Mesh"),
         ({"metrics": "miou"}, "metrics must be a list of registered metric names, got 'miou'"),
         ({"splits": ("train",)}, "splits must be two split names (training, validation)"),
-        ({"prepare": lambda root, **kw: {}}, "has a prepare but needs_root=False"),
+        ({"prepare": "prepare.py"}, "prepare must be a function prepare(root, out=None, jobs=2"),
     ],
     ids=["fixture", "read_input", "metrics", "splits", "prepare"],
 )  # fmt: skip

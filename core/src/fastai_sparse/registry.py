@@ -168,11 +168,6 @@ def _check_task(task: Any) -> None:
             raise PluginError(
                 f"{where}: metrics must be a list of registered metric names, got {task.metrics!r}"
             )
-    if task.needs_root is False and task.prepare is not None:
-        raise PluginError(
-            f"{where}: has a prepare but needs_root=False; a task that prepares files reads them from "
-            "a data root: set needs_root=True"
-        )
 
 
 def _check_kind(kind: str, obj: Any) -> str:
