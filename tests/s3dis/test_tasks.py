@@ -127,7 +127,7 @@ def test_cli_prepare(s3dis_root, tmp_path):
         main, ["prepare", "s3dis-seg", "--root", str(s3dis_root), "--out", str(out), "-j", "2"]
     )
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output[r.output.index("{") :])
+    summary = json.loads(r.stdout[r.stdout.index("{") :])
     assert summary["prepared"] == 9 and sorted(summary["notes"]) == ["Area_5/hallway_6", "Area_6/copyRoom_1"]
     assert len(list(out.glob("Area_*/*.npz"))) == 9
 

@@ -79,7 +79,7 @@ def test_cli_prepare(kitti_root, tmp_path):
         main, ["prepare", "semantickitti-seg", "--root", str(kitti_root), "--out", str(tmp_path), "-j", "1"]
     )
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output[r.output.index("{") :])
+    summary = json.loads(r.stdout[r.stdout.index("{") :])
     assert summary["scans"] == 25 and summary["bad"] == 0
     assert (tmp_path / INDEX_NAME).is_file()
 
@@ -109,10 +109,10 @@ def test_cli_prepare_options(kitti_root, tmp_path):
     base = ["prepare", "semantickitti-seg", "--root", str(kitti_root), "-j", "1", "--quiet"]
     r = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a"), "-O", "splits=valid"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output[r.output.index("{") :])["scans"] == 2
+    assert json.loads(r.stdout[r.stdout.index("{") :])["scans"] == 2
     r = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"), "-O", "sequences=08,11-12", "--force"])
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output[r.output.index("{") :])
+    summary = json.loads(r.stdout[r.stdout.index("{") :])
     assert summary["scans"] == 5 and summary["sequences"] == ["08", "11", "12"]
     r = CliRunner().invoke(main, [*base, "-O", "limit=2"])  # limit is a training option
     assert r.exit_code == 2 and "unknown option 'limit'" in r.output and "splits=str" in r.output

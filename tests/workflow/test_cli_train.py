@@ -17,13 +17,13 @@ def test_cli_train_then_resume(tmp_path, monkeypatch):
     args = ["train", "synthetic-rooms-seg", "--epochs", "1", "--bs", "8", "--quiet"]
     res = CliRunner().invoke(main, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    metrics = json.loads(res.output)  # nothing but the final metrics on stdout
+    metrics = json.loads(res.stdout)  # nothing but the final metrics on stdout
     assert {"train_loss", "valid_loss", "miou"} <= set(metrics)
     out = tmp_path / "runs" / "synthetic-rooms-seg"
     assert json.loads((out / "run.json").read_text())["finished_epochs"] == 1
     again = CliRunner().invoke(main, [*args, "--resume"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output) == metrics
+    assert json.loads(again.stdout) == metrics
     clash = CliRunner().invoke(main, [*args[:2], "--epochs", "3", "--resume"])
     assert (
         clash.exit_code == 1

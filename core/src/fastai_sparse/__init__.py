@@ -12,7 +12,7 @@ installed plugin's imports against it):
   ``transforms.compose``, ``.points``, ``.features``, ``.mesh``), ``voxelize``, ``batch``,
   ``targets``, ``spatial`` (``spatial.targets``, ``spatial.metrics``), ``engine``
   (``engine.backends``), ``models`` (``models.detection``, ``models.keypoints``), ``metrics``,
-  ``registry``, ``learner``, ``prediction``, ``training``, ``testing``, ``viz``.
+  ``registry``, ``learner``, ``prediction``, ``training``, ``testing``, ``threads``, ``viz``.
 
 Everything else is private and may change without notice: ``builtin`` (core's own plugin:
 use its registered datasets through ``get_dataset``), ``task`` (use ``fastai_sparse.Task``),
@@ -29,9 +29,17 @@ listing tasks and plugins needs neither torch nor fastai.
 from __future__ import annotations
 
 import importlib
+import os as _os
+import sys as _sys
 from typing import Any
 
 __version__ = "0.1.0"
+
+# OpenMP reads its wait policy once, when torch loads: waiting threads that sleep instead of
+# spinning keep a busy machine from slowing training tenfold (fastai_sparse.threads,
+# benchmarks/bench_threads.py). Only before torch is loaded, and a value already set is kept.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # public name -> module that defines it
 _LAZY = {
@@ -101,6 +109,7 @@ _LAZY = {
     "train_task": "training",
     "from_pretrained": "hub",
     "run_demo": "demo",
+    "set_threads": "threads",
 }
 
 # public submodules, importable as attributes (``fastai_sparse.viz``)
@@ -127,6 +136,7 @@ _SUBMODULES = {
     "config",
     "weights",
     "hub",
+    "threads",
 }
 
 __all__ = ["__version__", *_LAZY]

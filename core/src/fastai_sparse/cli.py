@@ -27,6 +27,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .threads import threads_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ENV_DEBUG = "FASTAI_SPARSE_DEBUG"
@@ -452,6 +453,7 @@ def _task_options(task, pairs, command: str) -> dict:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="A very short run (smoke test): tiny data, one epoch.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@threads_option(announce=False)
 def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
     """Train on embedded synthetic rooms (CPU) and write an HTML report."""
     from .demo import run_demo
@@ -487,6 +489,7 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_dataset_option
+@threads_option(workers="workers", announce=False)
 def train(
     task_name, config_file, assignments, root, out, epochs, bs, lr, workers, seed, resume, quiet, options
 ):
@@ -562,6 +565,7 @@ def config_(task_name, assignments):
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_dataset_option
+@threads_option(processes="jobs")
 def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
     """Convert TASK's raw files to cached arrays.
 
@@ -618,6 +622,7 @@ def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
     help="Output format: ply, txt, json, npz, or one the task adds (default: from the output name, "
     "else the task's default, else ply for per-point tasks).",
 )
+@threads_option()
 def predict(task_name, inputs, model_path, out, tta, fmt):
     """Predict with a trained model on INPUT files; write one prediction per point or vertex."""
     from .prediction import output_formats, predict_files

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .threads import current as current_threads
+
 __all__ = ["DEMO", "run_demo"]
 
 #: The demo's settings, tuned so that it trains in a couple of minutes on 2 CPU cores.
@@ -77,9 +79,10 @@ def run_demo(
     torch.manual_seed(seed)
     task, train_ds, valid_ds, dls, learn = _setup(run, cfg, seed)
     n_params = sum(p.numel() for p in learn.model.parameters())
+    threads = current_threads()
     run.say(
         f"model {task.model} + {task.head}: {n_params:,} parameters, backend torch, "
-        f"{torch.get_num_threads()} threads"
+        f"{threads.threads} thread{'s' if threads.threads != 1 else ''}"
     )
     timings: dict[str, float] = {}
     sug, lr = _find_lr(run, cfg, task, learn, timings)
@@ -102,7 +105,8 @@ def run_demo(
         "iou_per_class": dict(zip(task.class_names, [float(v) for v in val["iou"]])),
         "iou_per_class_tta": dict(zip(task.class_names, [float(v) for v in val["iou_tta"]])),
         "seconds": {k_: round(v, 1) for k_, v in timings.items()},
-        "threads": torch.get_num_threads(),
+        "threads": threads.threads,
+        "thread_choice": threads.as_dict(),
         "weights": str(weights),
         "report": str(run.out / "index.html"),
     }

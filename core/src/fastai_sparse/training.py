@@ -9,7 +9,8 @@ A run folder holds:
   runs/x/config.json`` (or ``train_task(config=...)``) runs it again: on the CPU with one
   thread, the same weights bit for bit;
 * ``run.json``: the run's progress (finished epochs, per-epoch metrics), rewritten atomically
-  after every epoch;
+  after every epoch, and the CPU threads of the latest session and why
+  (:mod:`fastai_sparse.threads`);
 * ``checkpoint.pth``: model and optimizer state after the last finished epoch (written to a
   temporary file, then renamed, so an interruption never leaves half a checkpoint);
 * ``history.csv``: one line per epoch (fastai's ``CSVLogger``);
@@ -26,12 +27,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .errors import FastaiSparseError
 from .schedules import fit
+from .threads import current as current_threads
 
 __all__ = ["RunState", "train_task"]
 
@@ -159,6 +162,10 @@ def train_task(
     d = state.data
     start = state.finished if resume else 0
     learn, run_cbs = _learner_for_run(task, state, cfg, start, resume, quiet)
+    threads = current_threads()
+    state.data["threads"] = threads.as_dict()  # this session's count and why
+    state.save()
+    print(threads.line, file=sys.stderr, flush=True)
     t0 = time.time()
     _fit(learn, d, start, [*run_cbs, *(cbs or [])], quiet)
     metrics = d["history"][-1] if d.get("history") else {}

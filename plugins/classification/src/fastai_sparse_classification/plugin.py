@@ -65,6 +65,8 @@ def register_tasks(register):
 def register_commands(cli):
     import click
 
+    from fastai_sparse.threads import threads_option
+
     @cli.command("classify")
     @click.argument("task_name")
     @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
@@ -78,6 +80,7 @@ def register_commands(cli):
     @click.option("--tta", type=int, default=None, help="Rotation views to vote over (default: the task's).")
     @click.option("-k", "--top", "k", type=int, default=5, show_default=True, help="Classes to print.")
     @click.option("--points", type=int, default=2048, show_default=True, help="Surface samples per mesh.")
+    @threads_option()
     def classify(task_name, inputs, model_path, tta, k, points):
         """Print the top-k classes of shape files (meshes are sampled on their surface)."""
         from .predict import classify_files

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from fastai_sparse.threads import threads_option
+
 
 def _sequences(value: str | None) -> list[str] | None:
     """``"11-21"``, ``"11,13"`` or ``"8"`` -> sequence names."""
@@ -61,6 +63,7 @@ def classes(root, config):
 @click.option("--overwrite", is_flag=True, help="Replace prediction files that exist already.")
 @click.option("--skip-existing", is_flag=True, help="Keep complete prediction files (resume a stopped run).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@threads_option()
 def predict(model_path, root, out, sequences, task_name, tta, device, overwrite, skip_existing, quiet):
     """Predict every scan of SEQUENCES in the submission layout, then check the result."""
     from fastai_sparse import get_task

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from fastai_sparse.threads import threads_option
+
 
 @click.group()
 def shapenet():
@@ -48,6 +50,7 @@ def load_model(task_name: str, weights: str):
 @click.option(
     "--local/--global", "local", default=None, help="1-based ids within the category (.seg) or 0..49"
 )
+@threads_option()
 def predict(inputs, weights, task_name, category, out, tta, local):
     """Predict the part of every point of INPUTS (.txt, .pts, .pts.train, .ply, ...)."""
     from pathlib import Path
