@@ -3,7 +3,6 @@ sources change, refused when they do not belong to the room; the dataset from ca
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,20 +13,15 @@ import warnings
 import numpy as np
 import pytest
 
+from fastai_sparse.cache import read_record
+from fastai_sparse.errors import StaleCacheError
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse_s3dis.dataset import S3DISRooms, split_areas
-from fastai_sparse_s3dis.prepare import (
-    cache_path,
-    cache_status,
-    prepare,
-    read_cache,
-    room_arrays,
-    write_cache,
-)
+from fastai_sparse_s3dis.prepare import cache_check, cache_path, prepare, read_info, room_arrays
 
 from .conftest import base
 
-ARRAYS = ("coords", "colors", "labels", "instance", "objects")
+ARRAYS = ("coords", "colors", "labels", "instance", "objects", "info")
 
 
 def _caches(out):
@@ -40,8 +34,6 @@ def _assert_same(a, b):
         for k in ARRAYS:
             np.testing.assert_array_equal(a[name][k], b[name][k], err_msg=f"{name}:{k}")
             assert a[name][k].dtype == b[name][k].dtype
-        ma, mb = json.loads(str(a[name]["manifest"])), json.loads(str(b[name]["manifest"]))
-        assert ma == mb
 
 
 def _prepare(root, out, **kw):
@@ -50,27 +42,40 @@ def _prepare(root, out, **kw):
         return prepare(root, out=out, quiet=True, **kw)
 
 
+def _status(root, room, out, **kw):
+    return cache_check(root, base(root) / room, out, **kw)
+
+
 def test_prepare_matches_direct_read_and_reports_defects(s3dis_root, tmp_path):
     with pytest.warns(UserWarning) as rec:
         s = prepare(s3dis_root, out=tmp_path / "c", jobs=1, quiet=True)
-    assert s["rooms"] == s["prepared"] == 9 and s["bad"] == 0 and s["skipped_existing"] == 0
+    assert s["rooms"] == s["items"] == s["prepared"] == 9 and s["bad"] == 0 and s["fresh"] == 0
     assert s["unlabelled"] == 9 * 5 and s["unmatched"] == 0 and s["skipped_lines"] == 0
+    assert s["points"] == sum(len(np.load(p)["coords"]) for p in (tmp_path / "c").glob("*/*.npz"))
     assert sorted(s["notes"]) == ["Area_5/hallway_6", "Area_6/copyRoom_1"]
     assert "line(s) 50: a control character" in s["notes"]["Area_5/hallway_6"][0]
     assert "copy_Room_1.txt, not copyRoom_1.txt" in s["notes"]["Area_6/copyRoom_1"][0]
     assert sum("Area_5/hallway_6" in str(w.message) for w in rec) == 1  # each note shown once
     d = base(s3dis_root) / "Area_1" / "office_1"
     direct = room_arrays(d)
-    cached = read_cache(tmp_path / "c" / "Area_1" / "office_1.npz", d)
+    path = tmp_path / "c" / "Area_1" / "office_1.npz"
+    cached = np.load(path)
     for k in ARRAYS:
         np.testing.assert_array_equal(cached[k], direct[k])
     assert cached["coords"].dtype == np.float32 and cached["labels"].dtype == np.int16
-    info = cached["info"]
-    assert (
-        info["room"] == "Area_1/office_1" and info["version"] == 1 and info["points"] == len(cached["coords"])
-    )
-    assert next(x["path"] for x in info["sources"]) == "Area_1/office_1/office_1.txt"
-    assert all(x["size"] == (base(s3dis_root) / x["path"]).stat().st_size for x in info["sources"])
+    info = read_info(path)
+    assert info["room"] == "Area_1/office_1" and info["points"] == len(cached["coords"])
+    rec = read_record(path)
+    assert (rec["format"], rec["version"], rec["item"]) == ("s3dis-room", 1, "Area_1/office_1")
+    assert rec["options"] == {"bad_lines": "skip"}
+    assert rec["sources"][0]["path"] == "Area_1/office_1/office_1.txt"
+    assert len(rec["sources"]) == 1 + len(list((d / "Annotations").glob("*.txt")))
+    assert all(x["size"] == (base(s3dis_root) / x["path"]).stat().st_size for x in rec["sources"])
+    # everything is fresh now: nothing is rebuilt, the notes are in the summary but not warned again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = prepare(s3dis_root, out=tmp_path / "c", jobs=1, quiet=True)
+    assert again["fresh"] == 9 and again["prepared"] == 0 and again["notes"] == s["notes"]
 
 
 def test_parallel_equals_serial(s3dis_root, tmp_path):
@@ -93,69 +98,51 @@ def test_interrupted_then_resumed_gives_identical_caches(fresh_root, tmp_path):
     p.write_bytes(good)
     os.utime(p, ns=(1, 1))  # changed mtime: the full run's cache of this room is stale now
     resumed = _prepare(fresh_root, tmp_path / "part", jobs=2, areas=[1, 2, 5])
-    assert resumed["skipped_existing"] == 2 and resumed["prepared"] == 2 and resumed["rebuilt"] == 0
+    assert resumed["fresh"] == 2 and resumed["prepared"] == 2 and resumed["stale"] == 0
     again = _prepare(fresh_root, tmp_path / "full", jobs=1, areas=[1, 2, 5])
-    assert again["skipped_existing"] == 3 and again["rebuilt"] == 1
+    assert again["fresh"] == 3 and again["stale"] == 1 and again["prepared"] == 1
     _assert_same(_caches(tmp_path / "full"), _caches(tmp_path / "part"))
 
 
 def test_cache_invalidation_rules(fresh_root, tmp_path):
     out = tmp_path / "c"
     _prepare(fresh_root, out, jobs=1, areas=[1, 2, 5])
-    d = base(fresh_root) / "Area_1" / "office_1"
-    path = cache_path(out, "Area_1/office_1")
-    assert cache_status(path, d) == "valid"
+    room = "Area_1/office_1"
+    d = base(fresh_root) / room
+    path = cache_path(out, room)
+    assert _status(fresh_root, room, out).status == "fresh"
     # an annotation file rewritten (same content, new mtime)
     chair = d / "Annotations" / "chair_1.txt"
     st = chair.stat()
     os.utime(chair, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert cache_status(path, d).startswith("stale: source files changed") and "chair_1.txt" in cache_status(
-        path, d
-    )
-    assert read_cache(path, d) is None and read_cache(path) is not None  # refused for the room
+    state = _status(fresh_root, room, out)
+    assert state.status == "stale" and "source Area_1/office_1/Annotations/chair_1.txt changed" in state.reasons[0]
+    with pytest.raises(StaleCacheError, match=r"office_1\.npz: cache file does not match.*chair_1\.txt changed.*"
+                       r"run `fastai-sparse prepare s3dis-seg --root "):  # fmt: skip
+        S3DISRooms(fresh_root, rooms=[room], cache=out)[0]
     s = _prepare(fresh_root, out, jobs=1, areas=[1, 2, 5])
-    assert s["rebuilt"] == 1 and s["prepared"] == 1 and cache_status(path, d) == "valid"
+    assert s["stale"] == 1 and s["prepared"] == 1 and _status(fresh_root, room, out).status == "fresh"
     # a new annotation file, then a removed one
     (d / "Annotations" / "clutter_9.txt").write_text("0.000 0.000 0.000 1 2 3\n")
-    assert "clutter_9.txt" in cache_status(path, d)
+    assert "clutter_9.txt was not among its sources" in _status(fresh_root, room, out).reasons[0]
     _prepare(fresh_root, out, jobs=1, areas=[1])
     (d / "Annotations" / "clutter_9.txt").unlink()
-    assert "clutter_9.txt" in cache_status(path, d)
+    assert "clutter_9.txt is no longer among its sources" in _status(fresh_root, room, out).reasons[0]
     _prepare(fresh_root, out, jobs=1, areas=[1])
-    # another room's cache copied under this name; another policy; another version; a cut file
-    other = cache_path(out, "Area_2/office_2")
-    path.write_bytes(other.read_bytes())
-    assert cache_status(path, d) == "stale: made for room Area_2/office_2, not Area_1/office_1"
+    # another room's cache copied under this name; another policy; a cut file
+    path.write_bytes(cache_path(out, "Area_2/office_2").read_bytes())
+    assert "it was made for item 'Area_2/office_2', expected 'Area_1/office_1'" in _status(fresh_root, room, out).reasons
     _prepare(fresh_root, out, jobs=1, areas=[1])
-    assert cache_status(path, d, bad_lines="error") == "stale: made with bad_lines='skip', not 'error'"
-    arrays = dict(np.load(path))
-    man = json.loads(str(arrays["manifest"]))
-    man["version"] = 0
-    arrays["manifest"] = np.array(json.dumps(man))
-    write_cache(path, arrays)
-    assert cache_status(path, d) == "stale: cache format version 0, expected 1"
-    path.write_bytes(other.read_bytes()[:300])
-    assert cache_status(path, d) == "stale: unreadable or incomplete file"
+    state = _status(fresh_root, room, out, bad_lines="error")
+    assert state.reasons == ["it was made with bad_lines='skip', asked for bad_lines='error'"]
+    path.write_bytes(path.read_bytes()[:300])
+    assert _status(fresh_root, room, out).status == "stale"
     s = _prepare(fresh_root, out, jobs=1, areas=[1, 2, 5])
-    assert s["rebuilt"] == 1 and s["skipped_existing"] == 3 and cache_status(path, d) == "valid"
-
-
-def test_temporary_files_of_dead_runs_are_removed_not_those_of_live_ones(fresh_root, tmp_path):
-    out = tmp_path / "c"
-    (out / "Area_1").mkdir(parents=True)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    stale = out / "Area_1" / f".office_1.npz.{int(dead.stdout)}.abc.tmp"
-    live = out / "Area_1" / f".office_1.npz.{os.getppid()}.xyz.tmp"
-    stale.write_bytes(b"junk")
-    live.write_bytes(b"junk")
-    _prepare(fresh_root, out, jobs=1, areas=[1])
-    assert not stale.exists() and live.exists()
+    assert s["stale"] == 1 and s["fresh"] == 3 and _status(fresh_root, room, out).status == "fresh"
 
 
 def test_dataset_from_cache_equals_raw_and_warns_without_cache(s3dis_root, tmp_path):
-    with pytest.warns(UserWarning, match="has no valid cache .*run `fastai-sparse prepare s3dis-seg"):
+    with pytest.warns(UserWarning, match="has no cache file .*run `fastai-sparse prepare s3dis-seg"):
         raw = S3DISRooms(s3dis_root, "valid", cache=tmp_path / "none")[0]
     _prepare(s3dis_root, tmp_path / "c", jobs=1)
     with warnings.catch_warnings():
@@ -168,7 +155,7 @@ def test_dataset_from_cache_equals_raw_and_warns_without_cache(s3dis_root, tmp_p
         np.testing.assert_array_equal(cached.attrs[k], raw.attrs[k])
     assert cached.attrs["labels"].dtype == np.int64 and cached.attrs["rgb"].dtype == np.uint8
     assert cached.meta["path"].endswith("hallway_6/hallway_6.txt") and cached.meta["unlabelled"] == 5
-    assert set(ds.cache_report().values()) == {"valid"}
+    assert set(ds.cache_report().values()) == {"fresh"}
 
 
 def test_splits_and_folds(s3dis_root):
@@ -202,9 +189,9 @@ def test_killed_run_resumes(tmp_path):
     proc.wait()
     done = list(out.glob("*/*.npz"))
     assert 2 <= len(done) < 8
-    assert all(read_cache(p, base(root) / "Area_1" / p.stem) is not None for p in done)
+    assert all(_status(root, f"Area_1/{p.stem}", out).status == "fresh" for p in done)
     s = _prepare(root, out, jobs=2, areas=[1])
-    assert s["skipped_existing"] == len(done) and s["prepared"] == 8 - len(done)
+    assert s["fresh"] == len(done) and s["prepared"] == 8 - len(done)
     assert not list(out.glob("**/.*.tmp"))
     _prepare(root, tmp_path / "ref", jobs=1, areas=[1])
     _assert_same(_caches(tmp_path / "ref"), _caches(out))

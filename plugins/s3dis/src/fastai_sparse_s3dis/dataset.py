@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 from fastai_sparse.geometry import PointCloud
 
 from .constants import VALID_AREA
-from .prepare import cache_path, cache_status, read_cache
+from .prepare import cache_format, cache_item
 from .reader import BAD_LINES, dataset_root, find_room_file, list_rooms, read_room, room_id
 
 __all__ = ["S3DISRooms", "split_areas"]
@@ -43,8 +44,10 @@ class S3DISRooms(Sequence):
     ``unlabelled``.
 
     Items come from the cache written by :func:`~fastai_sparse_s3dis.prepare.prepare` (``cache``,
-    default ``ROOT/cache``) when it is valid for the room's current files; otherwise from the
-    text files (slow for large rooms: a warning says so once, and to run ``prepare``).
+    default ``ROOT/cache``). A room without a cache file is read from its text files (slow for
+    large rooms: a warning says so once, and to run ``prepare``); a cache file that no longer
+    matches its sources raises :class:`~fastai_sparse.errors.StaleCacheError` saying why and
+    how to rebuild it.
 
     Args:
         root: the S3DIS folder. split: ``"train"`` or ``"valid"``. fold: the area held out for
@@ -81,6 +84,7 @@ class S3DISRooms(Sequence):
             dirs = list_rooms(self.base, self.areas)
         self.dirs = dirs[:limit] if limit is not None else dirs
         self.ids = [room_id(d) for d in self.dirs]
+        self.format = cache_format(self.root, bad_lines)
         self._warned = False
 
     def __repr__(self) -> str:
@@ -91,25 +95,26 @@ class S3DISRooms(Sequence):
         return len(self.dirs)
 
     def cache_report(self) -> dict[str, str]:
-        """``{room: "valid" | "missing" | "stale: <why>"}`` for every room's cache file."""
-        return {
-            rid: cache_status(cache_path(self.cache, rid), d, bad_lines=self.bad_lines)
-            for rid, d in zip(self.ids, self.dirs)
-        }
+        """``{room: "fresh" | "missing" | "unverified" | "stale: <why>"}`` for every room."""
+        out = {}
+        for rid, d in zip(self.ids, self.dirs):
+            state = self.format.check(cache_item(d, self.cache))
+            out[rid] = state.status if state.status != "stale" else "stale: " + "; ".join(state.reasons)
+        return out
 
     def arrays(self, i: int) -> dict[str, Any]:
-        """The arrays of room ``i`` (see :mod:`~fastai_sparse_s3dis.prepare`), from a valid cache
-        or else from the text files."""
+        """The arrays of room ``i`` (see :mod:`~fastai_sparse_s3dis.prepare`): from its cache file,
+        else (no cache file) from the text files."""
         d, rid = self.dirs[i], self.ids[i]
-        cached = read_cache(cache_path(self.cache, rid), d, bad_lines=self.bad_lines)
+        cached = self.format.load(cache_item(d, self.cache))  # StaleCacheError when out of date
         if cached is not None:
+            cached["info"] = json.loads(str(cached["info"]))
             return cached
         if not self._warned:
             self._warned = True
             warnings.warn(
-                f"room {rid} has no valid cache in {self.cache} ({cache_status(cache_path(self.cache, rid), d, bad_lines=self.bad_lines)}): "
-                f"reading its text files, which is slow for large rooms; run "
-                f"`fastai-sparse prepare s3dis-seg --root {self.root}` once",
+                f"room {rid} has no cache file in {self.cache}: reading its text files, which is slow "
+                f"for large rooms; run `fastai-sparse prepare s3dis-seg --root {self.root}` once",
                 stacklevel=3,
             )
         room = read_room(d, labels=True, bad_lines=self.bad_lines)
@@ -119,12 +124,7 @@ class S3DISRooms(Sequence):
             "labels": room.labels,
             "instance": room.instance,
             "objects": np.asarray(room.objects, dtype=np.str_),
-            "info": {
-                "room": room.id,
-                "points": len(room),
-                "unlabelled": room.unlabelled,
-                "notes": room.notes,
-            },
+            "info": {"room": room.id, "points": len(room), "unlabelled": room.unlabelled, "notes": room.notes},
             "path": room.path,
         }
 

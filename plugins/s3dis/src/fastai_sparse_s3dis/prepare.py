@@ -1,18 +1,16 @@
-"""``prepare``: S3DIS rooms (text) -> one cached ``.npz`` of arrays per room.
+"""``prepare``: S3DIS rooms (text) -> one cached ``.npz`` of arrays per room, through core's
+:mod:`fastai_sparse.cache`.
 
 Rooms are read one at a time per worker process (``jobs``), so memory holds a few rooms, never
 the dataset: a room of several million points needs about 0.5 GB while it is read and matched.
-Each cache file is written to a unique temporary name and moved into place with
-``os.replace``: an interrupted run never leaves a half file, and the next run skips the rooms
-already done. A progress bar shows the rooms as they finish.
-
-**Cache validity.** Every cache file records what it was made from, in its ``manifest`` (JSON):
-the cache format version, the room id, the ``bad_lines`` policy, and each source file (path
-relative to the dataset folder, size, modification time in ns). A cache is used only when all
-of these match the files on disk now; otherwise ``prepare`` rebuilds it (counted as
-``rebuilt``) and the dataset refuses it (reading the room's text instead, with a warning that
-says to run ``prepare``). A cache file copied under another room's name, of another format
-version, damaged or cut short is refused the same way.
+:func:`fastai_sparse.cache.prepare_items` gives the rest: a progress bar, atomic writes under a
+lock on the cache folder, resuming after an interruption, and the validity rules. Each cache
+file records what it was made from: the format (``s3dis-room``) and its version, the room id,
+the ``bad_lines`` policy, and every source file (the room file and each annotation file: path
+relative to the dataset folder, size, modification time). When any of these differs from the
+files on disk now (an annotation edited, added or removed, another policy, another version),
+``prepare`` rebuilds the file and a dataset refuses it with one line saying so and how to
+rebuild it.
 
 Cache contents (``<out>/<Area_n>/<room>.npz``, plain ``np.savez``, loadable without pickle):
 
@@ -24,7 +22,8 @@ colors      uint8 [N, 3]     their colours
 labels      int16 [N]        class 0..12, -100 where no annotation covers the point
 instance    int32 [N]        object index into ``objects``, -1 none
 objects     str [K]          annotation file stems (``chair_3``) in object order
-manifest    0-d str          JSON: version, room, bad_lines, sources, counts, notes (see above)
+info        0-d str          JSON: room, points, unlabelled, unmatched, skipped_lines, notes
+__cache__   0-d str          core's record of the sources, format, version and options
 ==========  ===============  =====================================================================
 """
 
@@ -32,35 +31,37 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
-import zipfile
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import suppress
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastai_sparse.errors import DataFormatError, FastaiSparseError
+from fastai_sparse.cache import CacheCheck, CacheFormat, CacheItem, prepare_items
+from fastai_sparse.errors import DataFormatError
 
-from .reader import annotation_files, dataset_root, find_room_file, list_rooms, read_room, room_id
+from .reader import BAD_LINES, annotation_files, dataset_root, find_room_file, list_rooms, read_room, room_id
 
 __all__ = [
+    "CACHE_FORMAT",
     "CACHE_VERSION",
+    "build",
+    "cache_check",
+    "cache_format",
+    "cache_item",
     "cache_path",
-    "cache_status",
     "prepare",
-    "read_cache",
+    "read_info",
     "room_arrays",
     "room_sources",
-    "write_cache",
 ]
 
+CACHE_FORMAT = "s3dis-room"
+#: Bump when :func:`room_arrays` writes something else: older cache files are then rebuilt.
 CACHE_VERSION = 1
-_KEYS = ("coords", "colors", "labels", "instance", "objects", "manifest")
+_COUNTS = ("points", "unlabelled", "unmatched", "skipped_lines")
 
 
 def cache_path(out: str | Path, room: str) -> Path:
@@ -74,30 +75,38 @@ def room_sources(room_dir: str | Path) -> list[Path]:
     return [find_room_file(room_dir, warn=False), *annotation_files(room_dir, warn=False)]
 
 
-def _stat_sources(files: Iterable[Path], base: Path) -> list[dict[str, Any]]:
-    out = []
-    for f in files:
-        st = f.stat()
-        out.append({"path": f.relative_to(base).as_posix(), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
-    return out
+def cache_format(root: str | Path, bad_lines: str = "skip") -> CacheFormat:
+    """The :class:`~fastai_sparse.cache.CacheFormat` of S3DIS room caches under ``root``."""
+    if bad_lines not in BAD_LINES:
+        raise ValueError(f"bad_lines must be one of {BAD_LINES}, got {bad_lines!r}")
+    return CacheFormat(
+        CACHE_FORMAT,
+        CACHE_VERSION,
+        options={"bad_lines": bad_lines},
+        root=dataset_root(root),
+        fix=f"fastai-sparse prepare s3dis-seg --root {root}",
+    )
+
+
+def cache_item(room_dir: str | Path, out: str | Path) -> CacheItem:
+    """The cache item of one room folder (its sources listed now)."""
+    d = Path(room_dir)
+    rid = room_id(d)
+    return CacheItem(rid, cache_path(out, rid), tuple(room_sources(d)), args=str(d))
 
 
 def room_arrays(room_dir: str | Path, *, bad_lines: str = "skip") -> dict[str, np.ndarray]:
     """Read one room (labels from its annotations) and return the arrays of its cache file."""
     d = Path(room_dir)
-    base = d.parent.parent
+    base = str(d.parent.parent) + os.sep
     room = read_room(d, labels=True, bad_lines=bad_lines)
-    manifest = {
-        "format": "fastai-sparse-s3dis room cache",
-        "version": CACHE_VERSION,
+    info = {
         "room": room.id,
-        "bad_lines": bad_lines,
-        "sources": _stat_sources(room.sources, base),
         "points": len(room),
         "unlabelled": room.unlabelled,
         "unmatched": room.unmatched,
         "skipped_lines": room.skipped_lines,
-        "notes": [n.replace(str(base) + os.sep, "") for n in room.notes],
+        "notes": [n.replace(base, "") for n in room.notes],
     }
     return {
         "coords": room.xyz.astype(np.float32),
@@ -105,124 +114,25 @@ def room_arrays(room_dir: str | Path, *, bad_lines: str = "skip") -> dict[str, n
         "labels": room.labels.astype(np.int16),
         "instance": room.instance.astype(np.int32),
         "objects": np.asarray(room.objects, dtype=np.str_),
-        "manifest": np.array(json.dumps(manifest)),
+        "info": np.array(json.dumps(info)),
     }
 
 
-def write_cache(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` to ``path`` (npz) atomically: a uniquely named temporary file in the same
-    folder (``.<name>.<pid>.<random>.tmp``), flushed to disk, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+def build(item: CacheItem, bad_lines: str = "skip") -> dict[str, np.ndarray]:
+    """``prepare_items``' build function: the arrays of one room (its notes go to ``info`` and
+    are shown by :func:`prepare`, not as warnings of the worker)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return room_arrays(item.args, bad_lines=bad_lines)
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete temporary files left by killed runs (their process is gone); never those of a
-    prepare still running."""
-    for tmp in out.glob("**/.*.npz.*.tmp"):
-        parts = tmp.name.split(".")
-        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
-        if pid is not None and pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-                continue  # still running
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue
-        elif pid == os.getpid():
-            continue
-        with suppress(OSError):
-            tmp.unlink()
-
-
-def _load(path: Path) -> dict[str, np.ndarray] | None:
+def read_info(path: str | Path) -> dict[str, Any] | None:
+    """The ``info`` of a cache file (room, counts, notes), or None when it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            if any(k not in z.files for k in _KEYS):
-                return None
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return json.loads(str(z["info"]))
+    except (OSError, KeyError, ValueError):
         return None
-    return arrays
-
-
-def cache_status(
-    path: str | Path, room_dir: str | Path, *, bad_lines: str = "skip", arrays: dict | None = None
-) -> str:
-    """``"valid"``, ``"missing"``, or ``"stale: <why>"`` for the cache file of ``room_dir``."""
-    path, d = Path(path), Path(room_dir)
-    if arrays is None:
-        if not path.is_file():
-            return "missing"
-        arrays = _load(path)
-    if arrays is None:
-        return "stale: unreadable or incomplete file"
-    try:
-        man = json.loads(str(arrays["manifest"]))
-    except (json.JSONDecodeError, ValueError):
-        return "stale: unreadable manifest"
-    if man.get("version") != CACHE_VERSION:
-        return f"stale: cache format version {man.get('version')}, expected {CACHE_VERSION}"
-    if man.get("room") != room_id(d):
-        return f"stale: made for room {man.get('room')}, not {room_id(d)}"
-    if man.get("bad_lines") != bad_lines:
-        return f"stale: made with bad_lines={man.get('bad_lines')!r}, not {bad_lines!r}"
-    try:
-        now = _stat_sources(room_sources(d), d.parent.parent)
-    except (DataFormatError, OSError) as e:
-        return f"stale: its source files cannot be listed ({e})"
-    if now != man.get("sources"):
-        before = {s["path"]: s for s in man.get("sources", [])}
-        after = {s["path"]: s for s in now}
-        changed = sorted(set(before) ^ set(after)) or [p for p in after if after[p] != before.get(p)]
-        return f"stale: source files changed since it was made ({', '.join(changed[:3])})"
-    n = int(man.get("points", -1))
-    if any(len(arrays[k]) != n for k in ("coords", "colors", "labels", "instance")):
-        return "stale: arrays of the wrong length"
-    return "valid"
-
-
-def read_cache(
-    path: str | Path, room_dir: str | Path | None = None, *, bad_lines: str = "skip"
-) -> dict[str, np.ndarray] | None:
-    """The arrays of a cache file, or None when it is missing, unreadable, or (when
-    ``room_dir`` is given) not made from that room's current files with ``bad_lines``
-    (see :func:`cache_status`). The manifest is decoded into ``arrays["info"]`` (a dict)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    arrays = _load(path)
-    if arrays is None:
-        return None
-    if room_dir is not None and cache_status(path, room_dir, bad_lines=bad_lines, arrays=arrays) != "valid":
-        return None
-    try:
-        arrays["info"] = json.loads(str(arrays["manifest"]))
-    except json.JSONDecodeError:
-        return None
-    return arrays
-
-
-def _prepare_one(room_dir: str, dst: str, bad_lines: str) -> dict[str, Any]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the notes come back in the manifest and are shown once
-        arrays = room_arrays(room_dir, bad_lines=bad_lines)
-    write_cache(dst, arrays)
-    return json.loads(str(arrays["manifest"]))
 
 
 def prepare(
@@ -243,93 +153,53 @@ def prepare(
             ``Stanford3dDataset_v1.2_Aligned_Version``).
         out: cache folder (default ``ROOT/cache``).
         jobs: worker processes (1 = in this process).
-        skip_bad: skip rooms that fail (a warning each and a count in the summary) instead of
+        skip_bad: skip rooms that fail (one warning and a count in the summary) instead of
             stopping at the first.
         areas: which areas (default all six).
         bad_lines: the reader's policy for damaged lines (see :data:`~.reader.BAD_LINES`).
-        quiet: no progress bar. force: rebuild caches that are valid.
+        quiet: no progress bar and no messages. force: rebuild caches that are fresh.
 
-    Returns a summary: ``rooms``, ``prepared``, ``skipped_existing`` (valid caches kept),
-    ``rebuilt`` (stale caches replaced), ``bad`` and ``bad_rooms`` ({room: error}), ``points``,
-    ``unlabelled``, ``unmatched`` and ``skipped_lines`` (over the rooms prepared now), ``notes``
-    ({room: [repairs and skips]}), ``seconds``, ``out``. Notes are also shown as warnings.
+    Returns core's summary (``items``, ``prepared``, ``fresh``, ``stale``, ``unverified``, ``bad``,
+    ``bad_items``, ``seconds``, ``out``, ...) plus, over every room cached in ``out``: ``rooms``,
+    ``points``, ``unlabelled`` (room points no annotation covers), ``unmatched`` (annotation
+    points with no room point), ``skipped_lines`` (damaged lines left out) and ``notes`` ({room:
+    [repairs and skips]}). The notes of the rooms built in this run are also warnings.
     """
     t0 = time.perf_counter()
     base = dataset_root(root)
     out = Path(root).expanduser() / "cache" if out is None else Path(out)
-    rooms = list_rooms(base, areas)
-
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
-    skipped_existing = rebuilt = 0
-    work: list[tuple[str, str, str, str]] = []
-    for d in rooms:
-        rid = room_id(d)
-        dst = cache_path(out, rid)
-        if dst.is_file() and not force:
-            status = cache_status(dst, d, bad_lines=bad_lines)
-            if status == "valid":
-                skipped_existing += 1
-                continue
-            rebuilt += 1
-        work.append((rid, str(d), str(dst), bad_lines))
-
-    from fastprogress.fastprogress import progress_bar
-
+    fmt = cache_format(root, bad_lines)
+    items: list[CacheItem] = []
     bad: dict[str, str] = {}
-    notes: dict[str, list[str]] = {}
-    totals = {"prepared": 0, "points": 0, "unlabelled": 0, "unmatched": 0, "skipped_lines": 0}
-
-    def done(rid: str, man: dict[str, Any]) -> None:
-        totals["prepared"] += 1
-        for k in ("points", "unlabelled", "unmatched", "skipped_lines"):
-            totals[k] += int(man[k])
-        if man["notes"]:
-            notes[rid] = list(man["notes"])
-            for n in man["notes"]:
-                warnings.warn(f"{rid}: {n}", stacklevel=3)
-
-    def failed(rid: str, exc: BaseException) -> None:
-        if not skip_bad:
-            raise exc
-        warnings.warn(f"skipping room {rid}: {exc}", stacklevel=3)
-        bad[rid] = str(exc)
-
-    def bar(it, total):
-        return progress_bar(it, total=total) if (total and not quiet) else it
-
-    if jobs <= 1 or len(work) <= 1:
-        for rid, *args in bar(work, len(work)):
-            try:
-                done(rid, _prepare_one(*args))
-            except (FastaiSparseError, OSError) as exc:
-                failed(rid, exc)
-    else:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(_prepare_one, *args): rid for rid, *args in work}
-            try:
-                for fut in bar(as_completed(futures), len(futures)):
-                    try:
-                        done(futures[fut], fut.result())
-                    except (FastaiSparseError, OSError) as exc:
-                        failed(futures[fut], exc)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
+    for d in list_rooms(base, areas):
+        try:
+            items.append(cache_item(d, out))
+        except DataFormatError as e:  # e.g. no Annotations folder: bad before any work
+            if not skip_bad:
                 raise
-    if bad and not quiet:
-        warnings.warn(f"prepare: {len(bad)} bad room(s) skipped: {sorted(bad)}", stacklevel=2)
-    return {
-        "root": str(base),
-        "out": str(out),
-        "rooms": len(rooms),
-        **totals,
-        "skipped_existing": skipped_existing,
-        "rebuilt": rebuilt,
-        "bad": len(bad),
-        "bad_rooms": bad,
-        "notes": notes,
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+            bad[room_id(d)] = str(e)
+    built = [it for it in items if force or not fmt.check(it).usable]
+    summary = prepare_items(out, items, build, fmt, jobs=jobs, force=force, skip_bad=skip_bad, quiet=quiet, bad=bad)
+    totals = dict.fromkeys(_COUNTS, 0)
+    notes: dict[str, list[str]] = {}
+    for it in items:
+        if it.id in summary["bad_items"]:
+            continue
+        info = read_info(it.path)
+        if info is None:
+            continue
+        for k in _COUNTS:
+            totals[k] += int(info[k])
+        if info["notes"]:
+            notes[it.id] = list(info["notes"])
+    for it in built:
+        for n in notes.get(it.id, []):
+            warnings.warn(f"{it.id}: {n}", stacklevel=2)
+    summary.update(rooms=len(items) + len(bad), **totals, notes=notes, seconds=round(time.perf_counter() - t0, 3))
+    return summary
+
+
+def cache_check(root: str | Path, room_dir: str | Path, out: str | Path, bad_lines: str = "skip") -> CacheCheck:
+    """The state of a room's cache file (``"missing"``, ``"fresh"``, ``"stale"`` with reasons,
+    ``"unverified"``): see :meth:`fastai_sparse.cache.CacheFormat.check`."""
+    return cache_format(root, bad_lines).check(cache_item(room_dir, out))
