@@ -122,7 +122,9 @@ def test_prepare_stops_or_skips(fresh_root, damage, tmp_path):
         prepare(fresh_root, out=tmp_path / "a", jobs=1, quiet=True, areas=[1, 2, 5], **kwargs)
     assert fname in str(e.value) and what in str(e.value)
     with pytest.warns(UserWarning, match=f"skipped 1 bad item.*{ROOM}"):
-        s = prepare(fresh_root, out=tmp_path / "b", jobs=1, skip_bad=True, quiet=True, areas=[1, 2, 5], **kwargs)
+        s = prepare(
+            fresh_root, out=tmp_path / "b", jobs=1, skip_bad=True, quiet=True, areas=[1, 2, 5], **kwargs
+        )
     assert s["bad"] == 1 and list(s["bad_items"]) == [ROOM] and what in s["bad_items"][ROOM]
     assert s["prepared"] == 3 and s["rooms"] == 4
     assert not (tmp_path / "b" / f"{ROOM}.npz").exists()

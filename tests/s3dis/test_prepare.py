@@ -116,7 +116,10 @@ def test_cache_invalidation_rules(fresh_root, tmp_path):
     st = chair.stat()
     os.utime(chair, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     state = _status(fresh_root, room, out)
-    assert state.status == "stale" and "source Area_1/office_1/Annotations/chair_1.txt changed" in state.reasons[0]
+    assert (
+        state.status == "stale"
+        and "source Area_1/office_1/Annotations/chair_1.txt changed" in state.reasons[0]
+    )
     with pytest.raises(StaleCacheError, match=r"office_1\.npz: cache file does not match.*chair_1\.txt changed.*"
                        r"run `fastai-sparse prepare s3dis-seg --root "):  # fmt: skip
         S3DISRooms(fresh_root, rooms=[room], cache=out)[0]
@@ -131,7 +134,10 @@ def test_cache_invalidation_rules(fresh_root, tmp_path):
     _prepare(fresh_root, out, jobs=1, areas=[1])
     # another room's cache copied under this name; another policy; a cut file
     path.write_bytes(cache_path(out, "Area_2/office_2").read_bytes())
-    assert "it was made for item 'Area_2/office_2', expected 'Area_1/office_1'" in _status(fresh_root, room, out).reasons
+    assert (
+        "it was made for item 'Area_2/office_2', expected 'Area_1/office_1'"
+        in _status(fresh_root, room, out).reasons
+    )
     _prepare(fresh_root, out, jobs=1, areas=[1])
     state = _status(fresh_root, room, out, bad_lines="error")
     assert state.reasons == ["it was made with bad_lines='skip', asked for bad_lines='error'"]

@@ -137,6 +137,33 @@ def test_matching_duplicates_overlaps_and_colour_mismatch(tmp_path):
     assert r.unlabelled == 1 and r.unmatched == 2  # chair_10's second A and table_1's copy of B
 
 
+def _naive_match(room, ann):
+    """Reference: pair each annotation row with the first unused equal room row (Python dicts)."""
+    free = {}
+    for i, row in enumerate(map(tuple, room)):
+        free.setdefault(row, []).append(i)
+    return np.array([free[row].pop(0) if free.get(row) else -1 for row in map(tuple, ann)], np.int64)
+
+
+@pytest.mark.parametrize("buckets", [None, 16, 1])
+def test_match_is_exact_with_duplicates_and_hash_collisions(monkeypatch, buckets):
+    """Random rows with many duplicates on both sides; with the real hash, with a hash of 16
+    values (collisions everywhere: the colliding groups are matched again by value) and with a
+    constant hash."""
+    if buckets is not None:
+        real = reader._row_hash
+        monkeypatch.setattr(reader, "_row_hash", lambda cols: real(cols) % np.uint64(buckets))
+    rng = np.random.default_rng(buckets or 0)
+    pool = np.round(rng.uniform(-2, 2, (60, 3)), 3)
+    pool[0] = [-0.0, 1.0, 2.0]
+    room = pool[rng.integers(0, 60, 500)]
+    ann = pool[rng.integers(0, 60, 400)]
+    ann[ann[:, 0] == -0.0, 0] = 0.0  # -0.0 in one file is 0.0 in the other: the same point
+    got = reader._match(list(room.T), list(ann.T))
+    np.testing.assert_array_equal(got, _naive_match(room + 0.0, ann + 0.0))
+    np.testing.assert_array_equal(reader._match_exact(list(room.T), list(ann.T)), got)
+
+
 def test_match_points_hash_collision_falls_back_to_values(monkeypatch):
     rng = np.random.default_rng(0)
     room = np.round(rng.uniform(-5, 5, (300, 3)), 3)

@@ -124,7 +124,12 @@ class S3DISRooms(Sequence):
             "labels": room.labels,
             "instance": room.instance,
             "objects": np.asarray(room.objects, dtype=np.str_),
-            "info": {"room": room.id, "points": len(room), "unlabelled": room.unlabelled, "notes": room.notes},
+            "info": {
+                "room": room.id,
+                "points": len(room),
+                "unlabelled": room.unlabelled,
+                "notes": room.notes,
+            },
             "path": room.path,
         }
 

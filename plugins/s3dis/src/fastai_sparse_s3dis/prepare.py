@@ -179,7 +179,9 @@ def prepare(
                 raise
             bad[room_id(d)] = str(e)
     built = [it for it in items if force or not fmt.check(it).usable]
-    summary = prepare_items(out, items, build, fmt, jobs=jobs, force=force, skip_bad=skip_bad, quiet=quiet, bad=bad)
+    summary = prepare_items(
+        out, items, build, fmt, jobs=jobs, force=force, skip_bad=skip_bad, quiet=quiet, bad=bad
+    )
     totals = dict.fromkeys(_COUNTS, 0)
     notes: dict[str, list[str]] = {}
     for it in items:
@@ -195,11 +197,15 @@ def prepare(
     for it in built:
         for n in notes.get(it.id, []):
             warnings.warn(f"{it.id}: {n}", stacklevel=2)
-    summary.update(rooms=len(items) + len(bad), **totals, notes=notes, seconds=round(time.perf_counter() - t0, 3))
+    summary.update(
+        rooms=len(items) + len(bad), **totals, notes=notes, seconds=round(time.perf_counter() - t0, 3)
+    )
     return summary
 
 
-def cache_check(root: str | Path, room_dir: str | Path, out: str | Path, bad_lines: str = "skip") -> CacheCheck:
+def cache_check(
+    root: str | Path, room_dir: str | Path, out: str | Path, bad_lines: str = "skip"
+) -> CacheCheck:
     """The state of a room's cache file (``"missing"``, ``"fresh"``, ``"stale"`` with reasons,
     ``"unverified"``): see :meth:`fastai_sparse.cache.CacheFormat.check`."""
     return cache_format(root, bad_lines).check(cache_item(room_dir, out))

@@ -446,48 +446,78 @@ def _row_hash(cols: Sequence[np.ndarray]) -> np.ndarray:
     return h
 
 
-def _match(room: Sequence[np.ndarray], ann: Sequence[np.ndarray]) -> np.ndarray:
-    """For each row of ``ann``, the index of an equal row of ``room``, or -1 (rows given as lists
-    of 1-D columns of equal length). One to one: each room row is used at most once; equal rows
-    are paired in order of appearance.
-
-    One stable sort of 64-bit row hashes groups equal rows (room rows first); rows sharing a hash
-    are then compared value by value, and in the (astronomically rare) case of a collision the
-    rows are sorted by their values instead.
-    """
-    n, m = len(room[0]), len(ann[0])
-    if not n or not m:
-        return np.full(m, -1, np.int64)
-    h = np.concatenate([_row_hash(room), _row_hash(ann)])
-    order = np.argsort(h, kind="stable")  # room rows come first in h, so first in each group
-    hs = h[order]
-    new = np.ones(n + m, bool)
-    new[1:] = hs[1:] != hs[:-1]
-    del h, hs
-    same = np.flatnonzero(~new[1:])
-    a, b = order[same], order[same + 1]
-    for rc, ac in zip(room, ann):
-        col = np.concatenate([rc, ac]) + 0.0 if rc.dtype == np.float64 else np.concatenate([rc, ac])
-        if (col[a] != col[b]).any():  # a hash collision: group by the values themselves
-            cols = [np.concatenate([r, q]) + 0.0 for r, q in zip(room, ann)]
-            src = np.concatenate([np.zeros(n, np.int8), np.ones(m, np.int8)])
-            order = np.lexsort((src, *cols[::-1]))
-            new[1:] = np.zeros(n + m - 1, bool)
-            for c in cols:
-                cs = c[order]
-                new[1:] |= cs[1:] != cs[:-1]
-            break
+def _pair_in_groups(order: np.ndarray, new: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Given rows sorted into groups of equal rows (``order``: row index at each sorted position,
+    room rows ``< n`` first within a group, in order of appearance; ``new``: a group starts at
+    that position), the room row of each annotation row (rank k among the group's annotation
+    rows takes the group's k-th room row), or -1."""
     group = np.cumsum(new) - 1
     start = np.flatnonzero(new)
     is_ann = order >= n
     n_room = np.bincount(group[~is_ann], minlength=len(start))
     g = group[is_ann]
-    rank = np.flatnonzero(is_ann) - start[g] - n_room[g]  # rank among the group's annotation rows
+    rank = np.flatnonzero(is_ann) - start[g] - n_room[g]
     ok = rank < n_room[g]
     out_sorted = np.full(len(g), -1, np.int64)
     out_sorted[ok] = order[start[g[ok]] + rank[ok]]
     out = np.full(m, -1, np.int64)
     out[order[is_ann] - n] = out_sorted
+    return out
+
+
+def _match_exact(room: Sequence[np.ndarray], ann: Sequence[np.ndarray]) -> np.ndarray:
+    """:func:`_match` by sorting the values themselves (slower; the reference)."""
+    n, m = len(room[0]), len(ann[0])
+    if not n or not m:
+        return np.full(m, -1, np.int64)
+    cols = [np.concatenate([r, q]) + (0.0 if r.dtype.kind == "f" else 0) for r, q in zip(room, ann)]
+    order = np.lexsort((np.arange(n + m), *cols[::-1]))
+    new = np.ones(n + m, bool)
+    new[1:] = False
+    for c in cols:
+        cs = c[order]
+        new[1:] |= cs[1:] != cs[:-1]
+    return _pair_in_groups(order, new, n, m)
+
+
+def _match(room: Sequence[np.ndarray], ann: Sequence[np.ndarray]) -> np.ndarray:
+    """For each row of ``ann``, the index of an equal row of ``room``, or -1 (rows given as lists
+    of 1-D columns of equal length). One to one: each room row is used at most once; equal rows
+    are paired in order of appearance.
+
+    Fast path: one value sort of 64-bit keys (the row's hash in the high bits, its index in the
+    low bits) groups rows of equal hash, room rows first and in order of appearance. Every
+    matched pair is then compared value by value; the few groups where a hash collision paired
+    unequal rows are matched again by :func:`_match_exact`, so the result is exact.
+    """
+    n, m = len(room[0]), len(ann[0])
+    if not n or not m:
+        return np.full(m, -1, np.int64)
+    bits = np.uint64(max(1, int(n + m - 1).bit_length()))
+    key = np.concatenate([_row_hash(room), _row_hash(ann)])
+    key >>= bits
+    key <<= bits
+    key |= np.arange(n + m, dtype=np.uint64)
+    key.sort()
+    order = (key & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+    key >>= bits  # the hash group of each sorted position
+    new = np.ones(n + m, bool)
+    new[1:] = key[1:] != key[:-1]
+    out = _pair_in_groups(order, new, n, m)
+    hit = np.flatnonzero(out >= 0)
+    bad = np.zeros(len(hit), bool)
+    for rc, ac in zip(room, ann):
+        bad |= (rc[out[hit]] + 0) != (ac[hit] + 0)  # + 0: -0.0 == 0.0 anyway; keeps ints ints
+    if bad.any():  # hash collisions: match the rows of the groups concerned by their values
+        pos = np.empty(n + m, np.int64)
+        pos[order] = np.arange(n + m)
+        gid = np.cumsum(new) - 1
+        bad_groups = np.unique(gid[pos[n + hit[bad]]])
+        in_bad = np.isin(gid, bad_groups)
+        rows = order[in_bad]
+        r_rows, a_rows = np.sort(rows[rows < n]), np.sort(rows[rows >= n] - n)
+        sub = _match_exact([c[r_rows] for c in room], [c[a_rows] for c in ann])
+        out[a_rows] = np.where(sub >= 0, r_rows[np.maximum(sub, 0)], -1)
     return out
 
 
