@@ -147,7 +147,7 @@ def test_no_areas_at_all(tmp_path):
 
 
 def test_bad_fold_and_split(fresh_root):
-    with pytest.raises(ValueError, match=r"fold must be 1\.\.6"):
+    with pytest.raises(ValueError, match=r"option fold=7: expected 1\.\.6"):
         S3DISRooms(fresh_root, "train", fold=7)
     with pytest.raises(ValueError, match="unknown S3DIS split 'tests'"):
         S3DISRooms(fresh_root, "tests")

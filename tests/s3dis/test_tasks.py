@@ -34,28 +34,37 @@ def prepared(s3dis_root, tmp_path_factory):
     return s3dis_root
 
 
-def test_tasks_are_registered(tasks):
-    assert sorted(tasks) == ["s3dis-seg", *(f"s3dis-seg-fold{k}" for k in range(1, 7))]
+def test_task_is_registered_with_its_options(tasks):
+    assert sorted(tasks) == ["s3dis-seg"]
     t = tasks["s3dis-seg"]
     assert t.class_names == list(CLASSES) and t.target.ignore_index == IGNORE_INDEX
     np.testing.assert_array_equal(t.class_colors, CLASS_COLORS)
     assert t.label_values is None  # files hold the class index 0..12
     assert (t.voxelizer.scale, t.voxelizer.features, t.model) == (20.0, ("rgb", "height"), "unet-m16")
     assert {"miou", "iou-per-class", "accuracy", "mean-class-accuracy"} == set(t.metric_names)
-    assert t.dataset.defaults == {"fold": 5} and tasks["s3dis-seg-fold3"].dataset.defaults == {"fold": 3}
+    assert t.dataset.defaults == {"fold": 5}
     crops = [x for x in t.train_transforms if isinstance(x, RoomCrop)]
     assert len(crops) == 1 and crops[0].extent == 6.0 and isinstance(t.train_transforms[0], RoomCrop)
     names = {type(x).__name__ for x in t.valid_transforms}
     assert names == {"FitToGrid", "NormalizeColor"}  # whole rooms, no noise at validation
     assert "validate Area 5" in t.description
+    opts = {o.name: o for o in t.options}
+    assert opts["fold"].parse("3") == 3 and opts["fold"].commands == ("train",)
+    assert opts["bad_lines"].parse("repair") == "repair"
+    assert t.parse_options(["fold=2", "bad_lines=error"], "train") == {"fold": 2, "bad_lines": "error"}
+    assert t.parse_options(["bad_lines=skip"], "prepare") == {"bad_lines": "skip"}
 
 
-def test_fold_tasks_split_areas(tasks, s3dis_root):
-    ds = tasks["s3dis-seg-fold2"].datasets(s3dis_root)
+def test_fold_option_splits_areas(tasks, s3dis_root):
+    from fastai_sparse.errors import OptionError
+
+    ds = tasks["s3dis-seg"].datasets(s3dis_root, fold=2)
     assert [i.split("/")[0] for i in ds["valid"].ids] == ["Area_2"]
-    assert "Area_2" not in {i.split("/")[0] for i in ds["train"].ids}
-    ds5 = tasks["s3dis-seg"].datasets(s3dis_root, fold=1)  # a Python user may pass the fold
-    assert ds5["valid"].ids == ["Area_1/hallway_1", "Area_1/office_1"]
+    assert "Area_2" not in {i.split("/")[0] for i in ds["train"].ids} and len(ds["train"]) == 8
+    ds = tasks["s3dis-seg"].datasets(s3dis_root)
+    assert ds["valid"].ids == ["Area_5/hallway_6", "Area_5/office_1"]
+    with pytest.raises(OptionError, match=r"option fold=7: expected 1\.\.6"):
+        tasks["s3dis-seg"].datasets(s3dis_root, fold=7)
 
 
 def _room(n, size, seed=0):
@@ -95,24 +104,14 @@ def test_pipelines_on_fixture_rooms(tasks, prepared):
     assert np.abs(sv.feats[:, :3]).max() <= 1.0 + 1e-6
 
 
-def test_check_plugin_on_the_standard_task():
+def test_check_plugin_conformance():
     from fastai_sparse.testing import check_plugin
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the fixture's known defects are reported
-        summary = check_plugin("s3dis", tasks=["s3dis-seg"])
-    assert summary["registered"]["task"][0] == "s3dis-seg"
-    assert summary["tasks"]["s3dis-seg"]["train"]["outputs"][1] == 13
-
-
-@pytest.mark.slow
-def test_check_plugin_every_task():
-    from fastai_sparse.testing import check_plugin
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
         summary = check_plugin("s3dis")
-    assert len(summary["tasks"]) == 7
+    assert summary["registered"]["task"] == ["s3dis-seg"] and summary["registered"]["dataset"] == ["s3dis"]
+    assert summary["tasks"]["s3dis-seg"]["train"]["outputs"][1] == 13
 
 
 def test_cli_prepare(s3dis_root, tmp_path):
@@ -204,41 +203,44 @@ def test_short_training_run_reduces_loss_and_beats_chance(tasks, prepared, tmp_p
 
 
 @pytest.mark.slow
-def test_cli_train_then_predict(s3dis_root, tmp_path):
+def test_cli_train_with_a_fold_then_predict(s3dis_root, tmp_path):
+    import json
+
     from click.testing import CliRunner
 
     from fastai_sparse.cli import main
 
     run = tmp_path / "run"
-    r = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "s3dis-seg",
-            "--root",
-            str(s3dis_root),
-            "--out",
-            str(run),
-            "--epochs",
-            "1",
-            "--bs",
-            "2",
-            "--quiet",
-        ],
-    )
+    args = ["train", "s3dis-seg", "--root", str(s3dis_root), "--out", str(run), "--epochs", "1", "--bs", "2"]
+    r = CliRunner().invoke(main, [*args, "--quiet", "-O", "fold=6"])
     assert r.exit_code == 0, r.output
+    assert "fold" in json.dumps(json.loads((run / "run.json").read_text()))
     room_txt = base(s3dis_root) / "Area_5" / "office_1" / "office_1.txt"
+    out = tmp_path / "o.txt"
     r = CliRunner().invoke(
-        main,
-        [
-            "predict",
-            "s3dis-seg",
-            "--model",
-            str(run / "model.pth"),
-            str(room_txt),
-            "-o",
-            str(tmp_path / "o.txt"),
-        ],
+        main, ["predict", "s3dis-seg", "--model", str(run / "model.pth"), str(room_txt), "-o", str(out)]
     )
     assert r.exit_code == 0, r.output
-    assert len((tmp_path / "o.txt").read_text().splitlines()) == len(room_txt.read_text().splitlines())
+    assert len(out.read_text().splitlines()) == len(room_txt.read_text().splitlines())
+    r = CliRunner().invoke(main, [*args, "-O", "fold=9", "--out", str(tmp_path / "bad")])
+    assert r.exit_code != 0 and "fold=9" in r.output
+
+
+def test_cli_predict_on_a_room_folder(tasks, prepared, tmp_path):
+    """`fastai-sparse predict s3dis-seg` takes a room folder: one label per line of its room file."""
+    from click.testing import CliRunner
+
+    from fastai_sparse.cli import main
+
+    _, weights = _weights(tasks["s3dis-seg"], prepared, tmp_path)
+    room = base(prepared) / "Area_5" / "office_1"
+    out = tmp_path / "office_1.labels.txt"
+    r = CliRunner().invoke(
+        main, ["predict", "s3dis-seg", "--model", str(weights), str(room), "-o", str(out), "--tta", "1"]
+    )
+    assert r.exit_code == 0, r.output
+    assert len(out.read_text().splitlines()) == len((room / "office_1.txt").read_bytes().splitlines())
+    r = CliRunner().invoke(
+        main, ["predict", "s3dis-seg", "--model", str(weights), str(room / "Annotations" / "x")]
+    )
+    assert r.exit_code != 0

@@ -595,9 +595,7 @@ def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
 
 @main.command()
 @click.argument("task_name", metavar="TASK")
-@click.argument(
-    "inputs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False)
-)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option(
     "--model",
     "model_path",
@@ -624,7 +622,11 @@ def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
 )
 @threads_option()
 def predict(task_name, inputs, model_path, out, tta, fmt):
-    """Predict with a trained model on INPUT files; write one prediction per point or vertex."""
+    """Predict with a trained model on INPUT files; write one prediction per point or vertex.
+
+    An INPUT may be a folder when TASK reads folders (e.g. an S3DIS room folder: its room file
+    is read); other tasks refuse a folder with an error.
+    """
     from .prediction import output_formats, predict_files
     from .registry import get_task
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from fastai_sparse.errors import OptionError
 from fastai_sparse.geometry import PointCloud
 
 from .constants import VALID_AREA
@@ -25,7 +26,7 @@ def split_areas(split: str, fold: int = VALID_AREA) -> tuple[int, ...]:
     """Areas of ``split`` for cross-validation fold ``fold`` (1..6): ``"valid"`` is area
     ``fold``, ``"train"`` the other five. Fold 5 is the standard protocol."""
     if fold not in range(1, 7):
-        raise ValueError(f"fold must be 1..6 (the area held out for validation), got {fold!r}")
+        raise OptionError(f"option fold={fold!r}: expected 1..6 (the area held out for validation)")
     if split == "train":
         return tuple(a for a in range(1, 7) if a != fold)
     if split in _VALID:

@@ -1,6 +1,7 @@
-"""The S3DIS tasks: ``s3dis-seg`` (the standard protocol: train on Areas 1-4 and 6, validate on
-Area 5) and ``s3dis-seg-fold1`` .. ``s3dis-seg-fold6`` (6-fold cross-validation: fold k validates
-on Area k and trains on the other five; ``s3dis-seg-fold5`` is ``s3dis-seg`` under another name).
+"""The S3DIS task ``s3dis-seg``: the standard protocol (train on Areas 1-4 and 6, validate on
+Area 5) and, with the option ``fold`` (``-O fold=k`` on the command line, ``fold=k`` to
+``task.dataloaders``), 6-fold cross-validation: fold k validates on Area k and trains on the
+other five.
 
 Choices, for rooms in metres:
 
@@ -28,21 +29,22 @@ Choices, for rooms in metres:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from fastai_sparse import Task
+from fastai_sparse import Task, TaskOption
 from fastai_sparse.errors import DataFormatError
 from fastai_sparse.geometry import PointCloud
 from fastai_sparse.registry import Factory
 
 from .constants import CLASS_COLORS, CLASSES, IGNORE_INDEX, VALID_AREA
+from .reader import BAD_LINES
 
 __all__ = [
     "CROP",
     "FULL_SCALE",
+    "OPTIONS",
     "SCALE",
     "fixture",
     "read_input",
@@ -57,6 +59,24 @@ FULL_SCALE = 4096
 SCALE = 20.0
 #: Horizontal size (metres) of the training crops of large rooms (:class:`~.crop.RoomCrop`).
 CROP = 6.0
+
+#: The dataset options a user may set from the command line (``-O name=value``).
+OPTIONS = [
+    TaskOption(
+        "fold",
+        "the area validated on, 1..6 (5: the standard protocol; run 1..6 for 6-fold cross-validation)",
+        type=int,
+        default=VALID_AREA,
+        commands=("train",),
+    ),
+    TaskOption(
+        "bad_lines",
+        "damaged text lines: skip (left out and counted), repair (only a control character between "
+        "two numbers; any other stops), error (any stops); the same for prepare and train",
+        choices=BAD_LINES,
+        default="skip",
+    ),
+]
 
 
 def train_transforms(scale: float = SCALE, crop: float = CROP) -> list:
@@ -129,7 +149,8 @@ def _prepare(root, out=None, jobs=2, skip_bad=False, **kwargs):
 
 
 def seg_task(name: str = "s3dis-seg", fold: int = VALID_AREA, *, description: str | None = None) -> Task:
-    """The segmentation task validating on area ``fold`` (see the module docstring)."""
+    """The segmentation task, validating on area ``fold`` unless given another ``fold`` (see the
+    module docstring)."""
     from fastai_sparse.targets import Segmentation
     from fastai_sparse.voxelize import Voxelizer
 
@@ -137,7 +158,7 @@ def seg_task(name: str = "s3dis-seg", fold: int = VALID_AREA, *, description: st
     return Task(
         name=name,
         description=description
-        or f"S3DIS rooms, 13 classes, train Areas {train}, validate Area {fold}; 5 cm voxels, UNet m=16",
+        or f"S3DIS rooms, 13 classes, train Areas {train}, validate Area {fold} (option fold); 5 cm voxels, UNet m=16",
         target=Segmentation(list(CLASSES), ignore_index=IGNORE_INDEX),
         dataset=Factory("s3dis", "fastai_sparse_s3dis.dataset:S3DISRooms", fold=fold),
         train_transforms=train_transforms(),
@@ -152,18 +173,10 @@ def seg_task(name: str = "s3dis-seg", fold: int = VALID_AREA, *, description: st
         fixture=fixture,
         class_colors=CLASS_COLORS.copy(),
         read_input=read_input,
+        options=OPTIONS,
     )
 
 
-def s3dis_tasks(folds: Sequence[int] = (1, 2, 3, 4, 5, 6)) -> list[Task]:
-    """``s3dis-seg`` and one task per cross-validation fold."""
-    tasks = [seg_task("s3dis-seg", VALID_AREA)]
-    for k in folds:
-        tasks.append(
-            seg_task(
-                f"s3dis-seg-fold{k}",
-                k,
-                description=f"S3DIS 6-fold cross-validation, fold {k}: validate Area {k}, train the other five",
-            )
-        )
-    return tasks
+def s3dis_tasks() -> list[Task]:
+    """The tasks the plugin registers: ``s3dis-seg``."""
+    return [seg_task("s3dis-seg", VALID_AREA)]
