@@ -18,11 +18,13 @@ Choices, for rooms in metres:
   transforms only place the room in the voxel grid (204.8 m wide at 5 cm) and normalise
   colours, so no point is dropped.
 * Augmentation as the ScanNet recipe (small random affine noise, mirror in x, rotation about z,
-  elastic distortion, scale 0.9-1.1, a colour shift); rooms are axis-aligned in this version
-  of S3DIS, so any rotation about z keeps them upright.
+  SparseConvNet's two elastic distortions, (0.1, 0.8) and (0.4, 3.2) m at 5 cm voxels, plus a
+  scale 0.9-1.1 and a colour shift); rooms are axis-aligned in this version of S3DIS, so any
+  rotation about z keeps them upright.
 * Input features: colour (``rgb`` to [-1, 1]) and height above the lowest point of the sample
   (``height``, metres): ceiling, floor and beams are told apart by height first.
-* UNet m=16 (5 levels), Adam at 1e-3 with one-cycle, 100 epochs of crops; the metrics are
+* UNet m=16 with SparseConvNet's 7 levels (as ``scannet-seg``: the coarsest level sees 3.2 m
+  cells, room-scale context for a 6 m crop), Adam at 1e-3 with one-cycle, 100 epochs of crops; the metrics are
   mIoU, per-class IoU, overall accuracy and mean class accuracy over every point of every
   validation room (from the epoch's confusion matrix). Points no annotation covers are ignored.
 """
@@ -100,8 +102,7 @@ def train_transforms(scale: float = SCALE, crop: float = CROP) -> list:
         RandomFlip(("x",)),
         RandomRotate("z"),
         RandomScale((0.9, 1.1)),
-        ElasticDistortion(6 / 50, 40 / 50),
-        ElasticDistortion(20 / 50, 160 / 50),
+        *ElasticDistortion.sparseconvnet_recipe(scale),
         FitToGrid(FULL_SCALE, scale=scale, random_offset=True),
         NormalizeColor(),
         ColorShift(0.1),
@@ -158,13 +159,14 @@ def seg_task(name: str = "s3dis-seg", fold: int = VALID_AREA, *, description: st
     return Task(
         name=name,
         description=description
-        or f"S3DIS rooms, 13 classes, train Areas {train}, validate Area {fold} (option fold); 5 cm voxels, UNet m=16",
+        or f"S3DIS rooms, 13 classes, train Areas {train}, validate Area {fold} (option fold); 5 cm voxels, UNet m=16, 7 levels",
         target=Segmentation(list(CLASSES), ignore_index=IGNORE_INDEX),
         dataset=Factory("s3dis", "fastai_sparse_s3dis.dataset:S3DISRooms", fold=fold),
         train_transforms=train_transforms(),
         valid_transforms=valid_transforms(),
         voxelizer=Voxelizer(scale=SCALE, features=("rgb", "height"), full_scale=FULL_SCALE, origin="none"),
         model="unet-m16",
+        model_kwargs={"levels": 7},
         head="seg-linear",
         metrics=["miou", "iou-per-class", "accuracy", "mean-class-accuracy"],
         needs_root=True,
