@@ -141,7 +141,7 @@ def _weights(task, root, path, epochs=0):
     if epochs:
         with learn.no_bar(), learn.no_logging():
             learn.fit_one_cycle(epochs, 1e-2)
-    return learn, learn.save_weights(path / "w.pth")
+    return learn, learn.save_weights(path / "w.safetensors")
 
 
 def test_predict_room_folder_and_txt(tasks, prepared, tmp_path):
@@ -218,11 +218,12 @@ def test_cli_train_with_a_fold_then_predict(s3dis_root, tmp_path):
     args = ["train", "s3dis-seg", "--root", str(s3dis_root), "--out", str(run), "--epochs", "1", "--bs", "2"]
     r = CliRunner().invoke(main, [*args, "--quiet", "-O", "fold=6"])
     assert r.exit_code == 0, r.output
-    assert "fold" in json.dumps(json.loads((run / "run.json").read_text()))
+    recorded = [json.loads((run / f).read_text()) for f in ("run.json", "config.json") if (run / f).exists()]
+    assert '"fold": 6' in json.dumps(recorded)
     room_txt = base(s3dis_root) / "Area_5" / "office_1" / "office_1.txt"
     out = tmp_path / "o.txt"
     r = CliRunner().invoke(
-        main, ["predict", "s3dis-seg", "--model", str(run / "model.pth"), str(room_txt), "-o", str(out)]
+        main, ["predict", "s3dis-seg", "--model", str(run / "model"), str(room_txt), "-o", str(out)]
     )
     assert r.exit_code == 0, r.output
     assert len(out.read_text().splitlines()) == len(room_txt.read_text().splitlines())
