@@ -640,6 +640,40 @@ def predict(task_name, inputs, model_path, out, tta, fmt):
         click.echo(f"{src} -> {dst}")
 
 
+@main.command(name="new-plugin")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder to write the package into (default: ./fastai-sparse-NAME).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Write into a non-empty folder, replacing the scaffold's own files there.",
+)
+def new_plugin(name, directory, overwrite):
+    """Write a new plugin package NAME to start from: a disk dataset with prepare, a fixture,
+    a task and tests that pass as written (see docs/plugin-authoring.md)."""
+    from .errors import OptionError
+    from .scaffold import next_steps, write_plugin
+
+    try:
+        made = write_plugin(name, directory, overwrite=overwrite)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    n = made.names
+    click.echo(
+        f"wrote plugin {n.entry_point!r} ({n.distribution}: dataset {n.dataset!r}, task {n.task!r}) "
+        f"in {made.directory}, {len(made.files)} files"
+    )
+    click.echo("next:")
+    for line in next_steps(made):
+        click.echo(f"  {line}")
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m fastai_sparse`
     main(prog_name="fastai-sparse")
 
