@@ -116,7 +116,7 @@ def test_mesh_folder_end_to_end(fixture_roots, tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
-    lines = res.output.strip().splitlines()
+    lines = res.stdout.strip().splitlines()
     assert lines[0] == str(src) and len(lines) == 3
     printed = [ln.split() for ln in lines[1:]]
     assert printed[0][0] == top[0][0] and float(printed[0][1]) == pytest.approx(top[0][1], abs=2e-3)
