@@ -25,6 +25,11 @@ def test_tasks_are_registered_with_benchmark_setup(tasks):
     assert list(seg.label_values) == list(BENCHMARK_IDS)
     np.testing.assert_array_equal(seg.class_colors, BENCHMARK_COLORS)
     assert (seg.voxelizer.scale, seg.model) == (20.0, "unet-m16")
+    # the recipe's depth, without the final BN+ReLU, one-cycle to 1e-2 (bench_real_scene.py)
+    assert seg.model_kwargs == {"levels": 7, "output_bn_relu": False}
+    assert (seg.defaults["lr"], seg.defaults["schedule"]) == (1e-2, "one-cycle")
+    model = seg.build_model(3)
+    assert model.backbone.levels == 7 and not model.backbone.output_bn_relu
     assert (large.voxelizer.scale, large.model) == (50.0, "unet-m32-r2")
     assert large.defaults["bs"] != seg.defaults["bs"]
     assert {"miou", "iou-per-class"} <= set(seg.metric_names)
