@@ -41,7 +41,10 @@ def test_task_is_registered_with_its_options(tasks):
     np.testing.assert_array_equal(t.class_colors, CLASS_COLORS)
     assert t.label_values is None  # files hold the class index 0..12
     assert (t.voxelizer.scale, t.voxelizer.features, t.model) == (20.0, ("rgb", "height"), "unet-m16")
-    assert t.model_kwargs == {"levels": 7}
+    # scannet-seg's measured output stage and schedule (benchmarks/bench_real_scene.py)
+    assert t.model_kwargs == {"levels": 7, "output_bn_relu": False}
+    assert (t.defaults["lr"], t.defaults["schedule"]) == (1e-2, "one-cycle")
+    assert not t.build_model(4).backbone.output_bn_relu  # rgb + height
     elastic = [x for x in t.train_transforms if type(x).__name__ == "ElasticDistortion"]
     got = [v for x in elastic for v in (x.granularity, x.magnitude)]
     assert got == pytest.approx([0.1, 0.8, 0.4, 3.2])  # SparseConvNet's recipe at 5 cm voxels
