@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_engine.py            # 1 and 2 threads, 7 interleaved rounds
     python benchmarks/bench_engine.py --quick    # 2 rounds, a smoke run
+    python benchmarks/bench_engine.py --device cuda --threads 1   # on a GPU (rows synchronised)
 
 Every figure is printed next to a baseline timed in the same interleaved group (the rows of
 a group run round-robin in one process; the ratio is the median of the per-round ratios):
@@ -20,6 +21,16 @@ a group run round-robin in one process; the ratio is the median of the per-round
   clouds concatenated) through the same public API; the engine must not care (within 10%).
 * **spconv** (when installed) kernel-map build, 1 thread (its CPU convolutions race with
   more, see the spconv adapter) and the run's thread count.
+
+* **bf16** (``--dtypes 32,bf16``, the default): the submanifold, strided and transposed
+  convolutions under ``torch.autocast`` with bfloat16, against float32 in the same interleaved
+  group (the speed-up of ``--precision bf16`` for the engine) and against the bf16 GEMM limit
+  and in-cache bound (the same products in bfloat16).
+* **--device cuda**: every row on the GPU, each timed call followed by
+  ``torch.cuda.synchronize()``; with spconv's CUDA build installed, spconv's ``SubMConv3d``
+  fwd+bwd on the same voxels (float32, and float16 when bf16 rows are asked for, spconv's
+  reduced type) is the baseline of ours. Not run yet: the machines this project is developed
+  on have no GPU.
 
 Useful FLOP/s counts only active pairs (2 * pairs * C_in * C_out per product; fwd+bwd is
 three products). Targets (issue 17): subm fwd+bwd <= 1.3x the GEMM limit on the large room
@@ -102,6 +113,27 @@ def rooms() -> dict[str, torch.Tensor]:
     return {"large": large, "small": small}
 
 
+#: The device every tensor of the run lives on (``--device``) and the dtypes timed (``--dtypes``).
+DEVICE = torch.device("cpu")
+DTYPES = {"32", "bf16"}
+
+
+def synced(rows: dict) -> dict:
+    """``rows`` with a ``torch.cuda.synchronize()`` after every call on a GPU (wall-clock
+    timing of asynchronous kernels), unchanged on the CPU."""
+    if DEVICE.type != "cuda":
+        return rows
+
+    def wrap(fn):
+        def run():
+            fn()
+            torch.cuda.synchronize(DEVICE)
+
+        return run
+
+    return {k: wrap(v) for k, v in rows.items()}
+
+
 # ----------------------------------------------------------------------------- baselines
 #: Rows per block of the in-cache bound's products (operands of one block stay in L2).
 BOUND_BLOCK = 4096
@@ -140,11 +172,12 @@ def gemm_limit(pairs, x, weight, grad, backward: bool):
 def in_cache_bound(pairs, weight, backward: bool, block: int):
     """The same useful products in blocks of ``block`` rows, all operands in one cached block."""
     c_in, c_out = weight.shape[1], weight.shape[2]
-    A = torch.randn(block, c_in)
-    G = torch.randn(block, c_out)
-    out = torch.empty(block, c_out)
-    GI = torch.empty(block, c_in)
-    GW = torch.empty(c_in, c_out)
+    like = {"dtype": weight.dtype, "device": weight.device}
+    A = torch.randn(block, c_in, **like)
+    G = torch.randn(block, c_out, **like)
+    out = torch.empty(block, c_out, **like)
+    GI = torch.empty(block, c_in, **like)
+    GW = torch.empty(c_in, c_out, **like)
     wt = weight.transpose(1, 2).contiguous()
     sizes = []
     for k, (i, _) in enumerate(pairs):
@@ -212,27 +245,72 @@ def fwd_only(conv, x: SparseTensor):
     return run
 
 
+def fwd_bwd_amp(conv, x: SparseTensor, grad: torch.Tensor, dtype: torch.dtype):
+    """fwd+bwd of ``conv`` under ``torch.autocast`` with ``dtype`` (float32 weights and input)."""
+    feats = x.feats.detach().requires_grad_()
+    xin = x.replace(feats)
+    g = grad.to(dtype)
+
+    def run():
+        conv.weight.grad = None
+        feats.grad = None
+        with torch.autocast(DEVICE.type, dtype=dtype):
+            y = conv(xin).feats
+        y.backward(g)
+
+    return run
+
+
+def spconv_subm_fwd_bwd(coords: torch.Tensor, feats: torch.Tensor, weight: torch.Tensor, grad, dtype):
+    """spconv's SubMConv3d fwd+bwd (CUDA build) on the same voxels and weights, or None."""
+    try:
+        import spconv.pytorch as spc
+    except Exception:
+        return None
+    if DEVICE.type != "cuda":
+        return None
+    c_in, c_out = weight.shape[1], weight.shape[2]
+    conv = spc.SubMConv3d(c_in, c_out, 3, bias=False, indice_key="bench").to(DEVICE, dtype)
+    with torch.no_grad():  # spconv's layout [C_out, 3, 3, 3, C_in]; ours [27, C_in, C_out]
+        conv.weight.copy_(weight.reshape(3, 3, 3, c_in, c_out).permute(4, 0, 1, 2, 3).to(dtype))
+    idx = coords.int().contiguous()
+    shape = (idx[:, 1:].max(0).values + 1).tolist()
+    f = feats.to(dtype).detach().requires_grad_()
+    g = grad.to(dtype)
+
+    def run():
+        conv.weight.grad = None
+        f.grad = None
+        x = spc.SparseConvTensor(f, idx, shape, 1)
+        conv(x).features.backward(g)
+
+    return run
+
+
 def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_size: str) -> None:
     t = torch.get_num_threads()
     torch.manual_seed(0)
+    coords = coords.to(DEVICE)
     M = len(coords)
-    perm = torch.randperm(M, generator=torch.Generator().manual_seed(1))
-    feats = torch.randn(M, 32)
+    perm = torch.randperm(M, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    feats = torch.randn(M, 32).to(DEVICE)
     x = SparseTensor(coords, feats)
     xp = SparseTensor(coords[perm], feats[perm])
-    subm = SubMConv3d(32, 32, 3)
-    down = SparseConv3d(32, 64, 2, 2)
-    up = SparseInverseConv3d(64, 32, 2, 2)
+    subm = SubMConv3d(32, 32, 3).to(DEVICE)
+    down = SparseConv3d(32, 64, 2, 2).to(DEVICE)
+    up = SparseInverseConv3d(64, 32, 2, 2).to(DEVICE)
     w = subm.weight.detach()
     kmap = x.cache.subm_map(1, 3)
     xp.cache.subm_map(1, 3)
     pairs = _pairs(kmap.nbr, M)
     n_pairs = sum(len(i) for i, _ in pairs)
     flops_fwd = 2.0 * n_pairs * 32 * 32
-    grad = torch.randn(M, 32)
+    grad = torch.randn(M, 32).to(DEVICE)
     block = BOUND_BLOCK
-    tag = f"{name}/t{t}"
-    where = f"{label_size} room, {t} thread{'s' if t > 1 else ''}"
+    tag = f"{name}/t{t}" if DEVICE.type == "cpu" else f"{name}/{DEVICE.type}"
+    where = f"{label_size} room, " + (
+        f"{t} thread{'s' if t > 1 else ''}" if DEVICE.type == "cpu" else str(DEVICE)
+    )
     bench.info.setdefault("rooms", {})[name] = {
         "voxels": M,
         "neighbours_per_voxel": n_pairs / M - 1.0,
@@ -241,12 +319,14 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
 
     # -- submanifold fwd+bwd
     g = bench.time(
-        {
-            "gemm": gemm_limit(pairs, feats, w, grad, True),
-            "bound": in_cache_bound(pairs, w, True, block),
-            "ours": fwd_bwd(subm, x, grad),
-            "ours_permuted": fwd_bwd(subm, xp, grad[perm]),
-        },
+        synced(
+            {
+                "gemm": gemm_limit(pairs, feats, w, grad, True),
+                "bound": in_cache_bound(pairs, w, True, block),
+                "ours": fwd_bwd(subm, x, grad),
+                "ours_permuted": fwd_bwd(subm, xp, grad[perm]),
+            }
+        ),
         repeat,
         group=f"{tag} subm fwd+bwd",
     )
@@ -291,12 +371,14 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
 
     # -- submanifold forward
     g = bench.time(
-        {
-            "gemm": gemm_limit(pairs, feats, w, grad, False),
-            "bound": in_cache_bound(pairs, w, False, block),
-            "ours": fwd_only(subm, x),
-            "ours_permuted": fwd_only(subm, xp),
-        },
+        synced(
+            {
+                "gemm": gemm_limit(pairs, feats, w, grad, False),
+                "bound": in_cache_bound(pairs, w, False, block),
+                "ours": fwd_only(subm, x),
+                "ours_permuted": fwd_only(subm, xp),
+            }
+        ),
         repeat,
         group=f"{tag} subm fwd",
     )
@@ -323,25 +405,29 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
     xp.cache.down_map(1, 2, 2)
     dpairs = _pairs(dmap.nbr, M)  # (fine rows, coarse rows)
     wd = down.weight.detach()
-    dgrad = torch.randn(dmap.n_out, 64)
-    y = SparseTensor(dmap.out_coords, torch.randn(dmap.n_out, 64), stride=2, spatial_cache=x.cache)
+    dgrad = torch.randn(dmap.n_out, 64).to(DEVICE)
+    y = SparseTensor(dmap.out_coords, torch.randn(dmap.n_out, 64).to(DEVICE), stride=2, spatial_cache=x.cache)
     yp_coords = xp.cache.get(("coords", 2))
-    y_p = SparseTensor(yp_coords, torch.randn(len(yp_coords), 64), stride=2, spatial_cache=xp.cache)
+    y_p = SparseTensor(
+        yp_coords, torch.randn(len(yp_coords), 64).to(DEVICE), stride=2, spatial_cache=xp.cache
+    )
     upairs = [(o, i) for i, o in dpairs]  # (coarse rows, fine rows)
     wu = up.weight.detach()
-    ugrad = torch.randn(M, 32)
+    ugrad = torch.randn(M, 32).to(DEVICE)
     flops_down = 2.0 * sum(len(i) for i, _ in dpairs) * 32 * 64
     g = bench.time(
-        {
-            "gemm_down": gemm_limit(dpairs, feats, wd, dgrad, True),
-            "bound_down": in_cache_bound(dpairs, wd, True, BOUND_BLOCK),
-            "down": fwd_bwd(down, x, dgrad),
-            "down_permuted": fwd_bwd(down, xp, dgrad),
-            "gemm_up": gemm_limit(upairs, y.feats, wu, ugrad, True),
-            "bound_up": in_cache_bound(upairs, wu, True, BOUND_BLOCK),
-            "up": fwd_bwd(up, y, ugrad),
-            "up_permuted": fwd_bwd(up, y_p, ugrad[perm]),
-        },
+        synced(
+            {
+                "gemm_down": gemm_limit(dpairs, feats, wd, dgrad, True),
+                "bound_down": in_cache_bound(dpairs, wd, True, BOUND_BLOCK),
+                "down": fwd_bwd(down, x, dgrad),
+                "down_permuted": fwd_bwd(down, xp, dgrad),
+                "gemm_up": gemm_limit(upairs, y.feats, wu, ugrad, True),
+                "bound_up": in_cache_bound(upairs, wu, True, BOUND_BLOCK),
+                "up": fwd_bwd(up, y, ugrad),
+                "up_permuted": fwd_bwd(up, y_p, ugrad[perm]),
+            }
+        ),
         repeat,
         group=f"{tag} strided+transposed fwd+bwd",
     )
@@ -374,6 +460,30 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
             label=f"{title} fwd+bwd, random row order, {where}",
         )
 
+    if "bf16" in DTYPES:
+        sub = (subm, x, grad, pairs, flops_fwd)
+        _reduced_rows(bench, tag, where, name, repeat, sub, (down, up, y, dpairs, dgrad, ugrad))
+    sp_rows = {}
+    for dt in (torch.float32, *((torch.float16,) if "bf16" in DTYPES else ())):
+        fn = spconv_subm_fwd_bwd(coords, feats, w, grad, dt)
+        if fn is not None:
+            sp_rows[f"spconv_{str(dt)[6:]}"] = fn
+    if sp_rows:  # spconv's CUDA convolution against ours on the same voxels
+        amp = {"ours_bf16": fwd_bwd_amp(subm, x, grad, torch.bfloat16)} if "bf16" in DTYPES else {}
+        g = bench.time(
+            synced({"ours": fwd_bwd(subm, x, grad), **amp, **sp_rows}), repeat, group=f"{tag} vs spconv cuda"
+        )
+        for row, base in (("ours", "spconv_float32"), ("ours_bf16", "spconv_float16")):
+            if row in g and base in g:
+                bench.figure(
+                    f"{tag}/subm_fwdbwd_{row}_vs_{base}",
+                    g[row],
+                    baseline=g[base],
+                    baseline_label=base.replace("_", " "),
+                    label=f"submanifold conv 3³ 32→32 fwd+bwd ({row.replace('_', ' ')}) vs {base}, {where}",
+                    readme=name == "large",
+                )
+
     # -- kernel maps (fresh caches: coordinate index + map)
     def build_subm(c):
         def run():
@@ -396,6 +506,7 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
         "map_subm_permuted": build_subm(coords[perm]),
         "map_down": build_down(coords),
     }
+    rows = synced(rows)
     sp = spconv_map_fn(coords)
     if sp is not None:
         rows["spconv_map_subm_1t"] = with_threads(sp, 1)
@@ -436,6 +547,70 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
     bench.figure(f"{tag}/map_down", g["map_down"], label=f"kernel map down 2³ s2, {where}")
 
 
+def _reduced_rows(
+    bench: Bench, tag: str, where: str, name: str, repeat: int, sub: tuple, strided: tuple
+) -> None:
+    """bf16 autocast rows: ours in bf16 vs ours in float32 (same group), vs the bf16 GEMM limit
+    and the bf16 in-cache bound (the physical limit)."""
+    subm, x, grad, pairs, flops_fwd = sub
+    down, up, y, dpairs, dgrad, ugrad = strided
+    bf = torch.bfloat16
+    w = subm.weight.detach()
+    upairs = [(o, i) for i, o in dpairs]
+    g = bench.time(
+        synced(
+            {
+                "ours": fwd_bwd(subm, x, grad),
+                "ours_bf16": fwd_bwd_amp(subm, x, grad, bf),
+                "gemm_bf16": gemm_limit(pairs, x.feats.to(bf), w.to(bf), grad.to(bf), True),
+                "bound_bf16": in_cache_bound(pairs, w.to(bf), True, BOUND_BLOCK),
+                "down": fwd_bwd(down, x, dgrad),
+                "down_bf16": fwd_bwd_amp(down, x, dgrad, bf),
+                "up": fwd_bwd(up, y, ugrad),
+                "up_bf16": fwd_bwd_amp(up, y, ugrad, bf),
+                "gemm_up_bf16": gemm_limit(
+                    upairs, y.feats.to(bf), up.weight.detach().to(bf), ugrad.to(bf), True
+                ),
+            }
+        ),
+        repeat,
+        group=f"{tag} bf16 autocast fwd+bwd",
+    )
+    bench.figure(
+        f"{tag}/subm_fwdbwd_bf16_vs_fp32",
+        g["ours_bf16"],
+        baseline=g["ours"],
+        baseline_label="ours float32",
+        label=f"submanifold conv 3³ 32→32 fwd+bwd, bf16 autocast vs float32, {where}",
+        readme=True,
+        useful_gflops=round(3 * flops_fwd / g["ours_bf16"].median / 1e9, 2),
+    )
+    bench.figure(
+        f"{tag}/subm_fwdbwd_bf16",
+        g["ours_bf16"],
+        baseline=g["gemm_bf16"],
+        baseline_label="bf16 GEMM limit",
+        label=f"submanifold conv 3³ fwd+bwd in bf16 vs the bf16 GEMM limit, {where}",
+    )
+    bench.figure(
+        f"{tag}/subm_fwdbwd_bf16_vs_bound",
+        g["ours_bf16"],
+        baseline=g["bound_bf16"],
+        baseline_label="bf16 in-cache GEMM bound",
+        limit=1.0,
+        label=f"subm 3^3 fwd+bwd in bf16 vs the bf16 in-cache bound, {where}",
+    )
+    for kind, title in (("down", "strided 2³ 32→64"), ("up", "transposed 2³ 64→32")):
+        bench.figure(
+            f"{tag}/{kind}_fwdbwd_bf16_vs_fp32",
+            g[f"{kind}_bf16"],
+            baseline=g[kind],
+            baseline_label="ours float32",
+            label=f"{title} fwd+bwd, bf16 autocast vs float32, {where}",
+            readme=name == "large",
+        )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap)
@@ -443,10 +618,17 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=None, help="interleaved rounds (default 7, quick 2)")
     ap.add_argument("--rooms", default="large,small", help="which rooms (large, small)")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/engine.json)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda (cuda:N)")
+    ap.add_argument("--dtypes", default="32,bf16", help="32 and/or bf16 rows (default both)")
     args = ap.parse_args(argv)
     repeat = args.repeat or (2 if args.quick else 7)
+    global DEVICE, DTYPES
+    DEVICE = torch.device(args.device)
+    DTYPES = {d.strip() for d in args.dtypes.split(",")}
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: torch sees no CUDA device here")
     bench = Bench(
-        "engine",
+        "engine" if DEVICE.type == "cpu" else f"engine-{DEVICE.type}",
         "sparse convolutions vs the per-offset GEMM limit and an in-cache bound, sorted and permuted rows",
         quick=args.quick,
         strict=args.strict,
@@ -459,6 +641,8 @@ def main(argv=None):
         for name in args.rooms.split(","):
             run_room(bench, name, inputs[name], repeat, sizes[name])
     bench.info["repeat"] = repeat
+    bench.info["device"] = str(DEVICE) if DEVICE.type == "cpu" else torch.cuda.get_device_name(DEVICE)
+    bench.info["dtypes"] = sorted(DTYPES)
     bench.print_table()
     bench.write()
 

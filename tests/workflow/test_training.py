@@ -106,7 +106,9 @@ def test_a_relative_run_folder_holds_everything(rooms_task, tmp_path, monkeypatc
         "checkpoint.pth",
         "config.json",
         "history.csv",
+        "iou_per_class.csv",
         "metrics.json",
         "model",
         "run.json",
+        "schedule.csv",
     ]

@@ -418,6 +418,22 @@ class _TaskCommand(click.Command):
             )
 
 
+class _LoggerList(click.ParamType):
+    """``csv,tensorboard,wandb``: known logger names (:func:`fastai_sparse.loggers.parse_loggers`)."""
+
+    name = "names"
+
+    def convert(self, value, param, ctx):
+        from .loggers import LoggerError, parse_loggers
+
+        if isinstance(value, list):
+            return value
+        try:
+            return parse_loggers(value)
+        except LoggerError as e:
+            self.fail(str(e), param, ctx)
+
+
 def _dataset_option(func):
     return click.option(
         "-O",
@@ -488,10 +504,40 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
 @click.option("--seed", type=int, default=None, help="Random seed (default 0, or the config's).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--log",
+    "loggers",
+    type=_LoggerList(),
+    default=None,
+    metavar="NAMES",
+    help="Experiment loggers, comma-separated: csv, tensorboard, wandb [default: csv, or the "
+    'config\'s]; tensorboard and wandb need pip install "fastai-sparse[tensorboard]" / "[wandb]".',
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["32", "bf16", "fp16"]),
+    default=None,
+    help="32 (float32), bf16 (bfloat16 autocast: CPU and CUDA) or fp16 (float16 autocast with "
+    "loss scaling: CUDA only) [default: 32, or the config's].",
+)
 @_dataset_option
 @threads_option(workers="workers", announce=False)
 def train(
-    task_name, config_file, assignments, root, out, epochs, bs, lr, workers, seed, resume, quiet, options
+    task_name,
+    config_file,
+    assignments,
+    root,
+    out,
+    epochs,
+    bs,
+    lr,
+    workers,
+    seed,
+    resume,
+    quiet,
+    loggers,
+    precision,
+    options,
 ):
     """Train TASK (or the task of --config), checkpointing every epoch.
 
@@ -526,6 +572,8 @@ def train(
         dataset_kwargs=dataset_options or None,
         config=config_file,  # read again by train_task, so that its messages name the file
         overrides=list(assignments),
+        precision=precision,
+        loggers=loggers,
     )
     click.echo(json.dumps(result.get("metrics", {}), indent=2, default=str))
 

@@ -112,6 +112,8 @@ _TOP = (
     "seed",
     "optimizer",
     "schedule",
+    "precision",
+    "loggers",
     "versions",
 )
 #: A change of the key resets the keys that depend on it (see the module docstring).
@@ -803,6 +805,8 @@ def task_config(
     cfg["seed"] = int(seed)
     cfg["optimizer"] = resolve_optimizer(defaults.get("optimizer"))
     cfg["schedule"] = resolve_schedule(defaults.get("schedule"))
+    cfg["precision"] = "32"  # fastai_sparse.precision: "32", "bf16" or "fp16"
+    cfg["loggers"] = ["csv"]  # fastai_sparse.loggers: what the run logs to
     cfg["versions"] = versions()
     return cfg
 
@@ -824,6 +828,27 @@ def _check_hyper(cfg: dict, ref: dict, source: Any) -> dict:
         raise _err(source, "seed", f"must be at least 0, got {seed}")
     out["seed"] = seed
     return out
+
+
+def _run_settings(cfg: dict, ref: dict, source: Any) -> dict:
+    """``precision`` (:mod:`fastai_sparse.precision`) and ``loggers`` (:mod:`fastai_sparse.loggers`):
+    how the run trains and what it logs to; they do not change the task."""
+    from .loggers import LoggerError, parse_loggers
+    from .precision import PRECISIONS
+
+    precision = cfg.get("precision", ref["precision"])
+    if precision == 32:
+        precision = "32"
+    if precision not in PRECISIONS:
+        raise _err(source, "precision", f"expected one of {', '.join(PRECISIONS)}, got {_dump(precision)}")
+    loggers = cfg.get("loggers", ref["loggers"])
+    if not isinstance(loggers, list) or not all(isinstance(v, str) for v in loggers):
+        raise _err(source, "loggers", f"expected a list of logger names, got {_dump(loggers)}")
+    try:
+        loggers = parse_loggers(loggers)
+    except LoggerError as e:
+        raise _err(source, "loggers", str(e)) from None
+    return {"precision": precision, "loggers": loggers}
 
 
 def _version_check(given: Any, source: Any) -> None:
@@ -1034,7 +1059,9 @@ def resolve_config(
     schedule = resolve_schedule(cfg.get("schedule"), source, ref["schedule"])
     out.update({k: hyper[k] for k in _HYPER})
     out["defaults"] = extra
-    out.update({"seed": hyper["seed"], "optimizer": optimizer, "schedule": schedule, "versions": versions()})
+    out.update({"seed": hyper["seed"], "optimizer": optimizer, "schedule": schedule})
+    out.update(_run_settings(cfg, ref, source))
+    out["versions"] = versions()
     new_defaults = dict(base.defaults)
     for k in _HYPER:
         if hyper[k] != ref[k]:

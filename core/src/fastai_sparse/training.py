@@ -13,7 +13,9 @@ A run folder holds:
   (:mod:`fastai_sparse.threads`);
 * ``checkpoint.pth``: model and optimizer state after the last finished epoch (written to a
   temporary file, then renamed, so an interruption never leaves half a checkpoint);
-* ``history.csv``: one line per epoch (fastai's ``CSVLogger``);
+* ``history.csv``: one line per epoch (fastai's ``CSVLogger``), ``schedule.csv`` and
+  ``iou_per_class.csv``, and with ``loggers=["tensorboard"]`` / ``["wandb"]`` their logs
+  (:mod:`fastai_sparse.loggers`; ``run.json`` records which ran);
 * ``model/``: the final model folder (``model.safetensors``, ``config.json``, ``README.md``
   model card; see :mod:`fastai_sparse.weights`) for ``fastai-sparse predict --model`` and
   :func:`fastai_sparse.from_pretrained`; ``metrics.json``: the final metrics.
@@ -47,7 +49,7 @@ RUN_FILE, CONFIG, CHECKPOINT, HISTORY, MODEL, METRICS = (
     "metrics.json",
 )
 #: Keys of a config that a resumed run may change: they do not change what is computed.
-_RESUME_FREE = ("versions", "num_workers", "dataset.root")
+_RESUME_FREE = ("versions", "num_workers", "dataset.root", "loggers")
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -80,17 +82,11 @@ class RunState:
         return int(self.data.get("finished_epochs", 0))
 
 
-def _run_callbacks(state: RunState, start: int, append: bool) -> list:
-    """The checkpoint callback and a CSV logger, both silent for the epochs a resumed run skips
-    (fastai still calls ``after_epoch`` for them)."""
+def _run_callbacks(state: RunState, start: int) -> list:
+    """The checkpoint callback, silent for the epochs a resumed run skips (fastai still calls
+    ``after_epoch`` for them)."""
     from fastai.callback.core import Callback
-    from fastai.callback.progress import CSVLogger
     from fastai.learner import save_model
-
-    class ResumableCSVLogger(CSVLogger):
-        def _write_line(self, log):
-            if self.epoch >= start:
-                super()._write_line(log)
 
     class CheckpointCallback(Callback):
         """After every epoch: model + optimizer to ``checkpoint.pth`` (atomically), then ``run.json``."""
@@ -113,7 +109,7 @@ def _run_callbacks(state: RunState, start: int, append: bool) -> list:
             )
             state.save()
 
-    return [CheckpointCallback(), ResumableCSVLogger(fname=HISTORY, append=append)]
+    return [CheckpointCallback()]
 
 
 def train_task(
@@ -131,6 +127,8 @@ def train_task(
     cbs: list | None = None,
     config: dict | str | Path | None = None,
     overrides: list[str] | dict | None = None,
+    precision: str | None = None,
+    loggers: str | list[str] | None = None,
 ) -> dict:
     """Train ``task`` (or the task of ``config``) with its schedule, checkpointing every epoch in
     ``out``; returns a summary.
@@ -143,7 +141,9 @@ def train_task(
     interrupted run continues at its first unfinished epoch with its recorded configuration
     (anything given that disagrees with it is an error). Without it, a folder holding an
     unfinished run is an error, so no work is overwritten by accident. ``cbs`` are extra fastai
-    callbacks.
+    callbacks. ``precision``: ``"32"``, ``"bf16"`` or ``"fp16"`` (:mod:`fastai_sparse.precision`);
+    ``loggers``: ``"csv,tensorboard,wandb"`` or a list (:mod:`fastai_sparse.loggers`); both are
+    overrides too (config keys ``precision`` and ``loggers``), checked before anything is written.
 
     Steps: :func:`_run_config` (the configuration and the task it describes), :func:`_run_state`
     (a new ``run.json`` and ``config.json``, or the recorded ones to resume), :func:`_learner_for_run`
@@ -152,11 +152,18 @@ def train_task(
     """
     out = Path(out)
     asked = _asked(root, epochs, bs, lr, num_workers, seed, dataset_kwargs, overrides)
+    if precision is not None:
+        asked["precision"] = str(precision)
+    if loggers is not None:
+        from .loggers import parse_loggers
+
+        asked["loggers"] = parse_loggers(loggers)
     previous = RunState.load(out)
     if resume:
         cfg, task = _resume_config(task, config, asked, out, previous)
     else:
         cfg, task = _run_config(task, config, asked)
+    _check_run_settings(cfg)
     out.mkdir(parents=True, exist_ok=True)
     state = _run_state(task, out, cfg, resume, previous, dataset_kwargs)
     d = state.data
@@ -187,6 +194,18 @@ def train_task(
         "resumed_from": start,
         "learner": learn,
     }
+
+
+def _check_run_settings(cfg: dict) -> None:
+    """The run's loggers are installed and its precision runs on the training device (before
+    anything is written)."""
+    from fastai.torch_core import default_device
+
+    from .loggers import check_loggers
+    from .precision import check_precision
+
+    check_loggers(cfg.get("loggers") or [])
+    check_precision(cfg.get("precision", "32"), default_device())
 
 
 def _asked(root, epochs, bs, lr, num_workers, seed, dataset_kwargs, overrides) -> dict:
@@ -356,13 +375,23 @@ def _learner_for_run(
     import torch
     from fastai.learner import load_model
 
+    from .loggers import logger_callbacks
+    from .precision import set_precision
+
     out = state.out
     torch.manual_seed(cfg["seed"])  # the same initial weights for the same seed
     dls = task.dataloaders(
         cfg["dataset"]["root"], bs=cfg["bs"], num_workers=cfg["num_workers"], seed=cfg["seed"], path=out
     )
     learn = task.learner(dls, path=out)
-    run_cbs = _run_callbacks(state, start, append=resume)
+    set_precision(learn, cfg.get("precision", "32"))
+    log_cbs, record = logger_callbacks(
+        cfg.get("loggers"), out, config=cfg, start=start, resume=resume, record=state.data.get("loggers")
+    )
+    state.data["loggers"] = {**(state.data.get("loggers") or {}), **record}
+    state.data["precision"] = cfg.get("precision", "32")
+    state.save()
+    run_cbs = [*_run_callbacks(state, start), *log_cbs]
     if quiet:  # the CSV logger re-enables fastai's logger, so tables must be told directly
         from .metrics import PerClassTableCallback
 

@@ -26,6 +26,15 @@ only the active pairs was measured slower in pure PyTorch: a packed block needs 
 grouping rows by neighbour pattern (1.1x the useful FLOPs) gave GEMMs of varying widths
 that were slower per useful FLOP than one wide GEMM. The benchmark reports useful FLOP/s.
 
+Reduced precision (``torch.autocast`` with bfloat16 or float16, see
+:mod:`fastai_sparse.precision`): the convolutions compute in the autocast dtype when autocast
+is on for the input's device (:func:`compute_dtype`), else in the input's dtype. Gathers and
+index tables are exact in any dtype; every GEMM accumulates its dot products in float32
+(oneDNN and cuBLAS do for bfloat16 and float16 inputs); sums ACROSS blocks or offsets (the
+weight gradients, the scatter-adds of :func:`scatter_conv`, the global average pool) go into a
+float32 accumulator, each block's product rounded once to the reduced dtype. Weight gradients
+come back in the weight's own dtype (float32 master weights stay float32).
+
 Row order: maps index the fine side in sorted positions (see
 :mod:`fastai_sparse.engine.kernel_map`). When a map carries a ``perm``, the caller's
 fine-side features are gathered into position order once on entry (``kmap.to_positions``)
@@ -42,6 +51,7 @@ from ..errors import ShapeError
 from .kernel_map import DownMap, SubmanifoldMap
 
 __all__ = [
+    "compute_dtype",
     "down_conv",
     "gather_mm",
     "gather_mm_backward",
@@ -58,6 +68,31 @@ __all__ = [
 #: Bytes of one gathered im2col block per intra-op thread: the block and its GEMM's
 #: operands stay in L2 (256 rows of a 3x3x3 kernel over 32 channels).
 IM2COL_BYTES_PER_THREAD = 1 << 20
+
+
+_REDUCED = (torch.bfloat16, torch.float16)
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of ``x`` computes in: the autocast dtype when autocast is on for
+    ``x``'s device type, else ``x``'s own dtype."""
+    dev = x.device.type
+    if x.is_floating_point() and torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return x.dtype
+
+
+def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for the reduced dtypes (bfloat16, float16), else ``dtype`` itself."""
+    return torch.float32 if dtype in _REDUCED else dtype
+
+
+def _addmm_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """``acc += a @ b``; a float32 ``acc`` takes a reduced-precision product rounded once."""
+    if acc.dtype == a.dtype:
+        acc.addmm_(a, b)
+    else:
+        acc.add_(torch.mm(a, b))
 
 
 def block_rows(row_bytes: int) -> int:
@@ -131,7 +166,7 @@ def gather_mm_wgrad(
     (``padded`` as in :func:`gather_mm`)."""
     n_out, vol = nbr_t.shape
     c_src, c_other = src.shape[1], other.shape[1]
-    acc = src.new_zeros((vol * c_src, c_other))
+    acc = src.new_zeros((vol * c_src, c_other), dtype=accumulator_dtype(src.dtype))
     if n_out == 0:
         return acc.view(vol, c_src, c_other)
     src_pad = src if padded else _padded(src)
@@ -141,7 +176,7 @@ def gather_mm_wgrad(
         b = min(n_out, a + chunk)
         g = buf[: (b - a) * vol]
         torch.index_select(src_pad, 0, nbr_t[a:b].reshape(-1), out=g)
-        acc.addmm_(g.view(b - a, vol * c_src).t(), other[a:b])
+        _addmm_(acc, g.view(b - a, vol * c_src).t(), other[a:b])
     return acc.view(vol, c_src, c_other)
 
 
@@ -163,13 +198,14 @@ def scatter_conv(
         wcat = weight.permute(1, 0, 2).reshape(weight.shape[1], -1)
         y = torch.mm(x, wcat).view(-1, c_out)
         return y.index_select(0, kmap.fine_slot_caller)
-    out = x.new_zeros((n_out, c_out))
+    out = x.new_zeros((n_out, c_out), dtype=accumulator_dtype(x.dtype))
     for k in range(kmap.volume):
         i, o = kmap.group(k)
         if i.numel() == 0:
             continue
         src, dst = (o, i) if coarse_to_fine else (i, o)
-        out.index_add_(0, dst, torch.mm(x.index_select(0, src), weight[k]))
+        out.index_add_(0, dst, torch.mm(x.index_select(0, src), weight[k]).to(out.dtype))
+    out = out.to(x.dtype)
     return kmap.to_caller(out) if coarse_to_fine else out
 
 
@@ -189,7 +225,7 @@ def gather_mm_backward(
     n_out, vol = nbr_t.shape
     c_src = src.shape[1]
     out = src.new_empty((n_out, weight.shape[2])) if need_out else None
-    acc = src.new_zeros((vol * c_src, other.shape[1])) if need_w else None
+    acc = src.new_zeros((vol * c_src, other.shape[1]), dtype=accumulator_dtype(src.dtype)) if need_w else None
     if n_out > 0 and (need_out or need_w):
         w = weight.reshape(vol * c_src, -1) if need_out else None
         src_pad = src if padded else _padded(src)
@@ -203,7 +239,7 @@ def gather_mm_backward(
             if need_out:
                 torch.mm(g, w, out=out[a:b])
             if need_w:
-                acc.addmm_(g.t(), other[a:b])
+                _addmm_(acc, g.t(), other[a:b])
     return out, (acc.view(vol, c_src, -1) if need_w else None)
 
 
@@ -229,7 +265,7 @@ def subm_backward(
     n, vol = nbr_t.shape
     c_in, c_out = weight.shape[1], weight.shape[2]
     gx = x.new_empty((n, c_in)) if need_x else None
-    acc = x.new_zeros((c_in, vol * c_out)) if need_w else None
+    acc = x.new_zeros((c_in, vol * c_out), dtype=accumulator_dtype(x.dtype)) if need_w else None
     if n > 0 and (need_x or need_w):
         # block k of wm is W[vol - 1 - k]^T
         wm = weight.flip(0).transpose(1, 2).reshape(vol * c_out, c_in) if need_x else None
@@ -244,17 +280,32 @@ def subm_backward(
             if need_x:
                 torch.mm(g, wm, out=gx[a:b])
             if need_w:
-                acc.addmm_(x[a:b].t(), g)
+                _addmm_(acc, x[a:b].t(), g)
     gw = None
     if need_w:
         gw = acc.view(c_in, vol, c_out).permute(1, 0, 2).flip(0).contiguous()
     return gx, gw
 
 
+def _operands(ctx, x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``weight`` in the compute dtype (:func:`compute_dtype`); the caller's dtypes are
+    kept in ``ctx`` so the gradients go back in them."""
+    ctx.dtypes = (x.dtype, weight.dtype)
+    dt = compute_dtype(x)
+    return x.to(dt), weight.to(dt)
+
+
+def _grads(ctx, gx: torch.Tensor | None, gw: torch.Tensor | None) -> tuple:
+    """Gradients in the dtypes of the forward's inputs (see :func:`_operands`)."""
+    x_dtype, w_dtype = ctx.dtypes
+    return (None if gx is None else gx.to(x_dtype)), (None if gw is None else gw.to(w_dtype))
+
+
 class _SubMConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, kmap: SubmanifoldMap):
         ctx.kmap = kmap
+        x, weight = _operands(ctx, x, weight)
         xs = positions_padded(kmap, x)  # saved as it is: the backward needs no regather
         ctx.save_for_backward(xs, weight)
         return kmap.to_caller(gather_mm(xs, kmap.nbr_t, weight, padded=True))
@@ -266,19 +317,21 @@ class _SubMConv(torch.autograd.Function):
         gx, gw = subm_backward(
             xs,
             weight,
-            positions_padded(kmap, grad_out),
+            positions_padded(kmap, grad_out.to(xs.dtype)),
             kmap,
             ctx.needs_input_grad[0],
             ctx.needs_input_grad[1],
             padded=True,
         )
-        return (None if gx is None else kmap.to_caller(gx)), gw, None
+        gx, gw = _grads(ctx, None if gx is None else kmap.to_caller(gx), gw)
+        return gx, gw, None
 
 
 class _DownConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, kmap: DownMap):
         ctx.kmap = kmap
+        x, weight = _operands(ctx, x, weight)
         xs = positions_padded(kmap, x)
         ctx.save_for_backward(xs, weight)
         return gather_mm(xs, kmap.nbr_t, weight, padded=True)
@@ -287,19 +340,20 @@ class _DownConv(torch.autograd.Function):
     def backward(ctx, grad_out):
         xs, weight = ctx.saved_tensors
         kmap = ctx.kmap
-        grad_out = grad_out.contiguous()
+        grad_out = grad_out.to(xs.dtype).contiguous()
         gx = gw = None
         if ctx.needs_input_grad[0]:
             gx = scatter_conv(grad_out, kmap, weight.transpose(1, 2), kmap.n_in, True)
         if ctx.needs_input_grad[1]:
             gw = gather_mm_wgrad(xs, kmap.nbr_t, grad_out, padded=True)
-        return gx, gw, None
+        return (*_grads(ctx, gx, gw), None)
 
 
 class _InverseConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, kmap: DownMap):
         ctx.kmap = kmap
+        x, weight = _operands(ctx, x, weight)
         ctx.save_for_backward(x, weight)
         return scatter_conv(x, kmap, weight, kmap.n_in, True)
 
@@ -307,7 +361,7 @@ class _InverseConv(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         kmap = ctx.kmap
-        gs = positions_padded(kmap, grad_out)
+        gs = positions_padded(kmap, grad_out.to(x.dtype))
         # gx[o] = sum_k g[nbr[k, o]] @ W[k]^T and dW[k]^T = sum_o g[nbr[k, o]]^T x[o]
         gx, gwt = gather_mm_backward(
             gs,
@@ -318,7 +372,7 @@ class _InverseConv(torch.autograd.Function):
             ctx.needs_input_grad[1],
             padded=True,
         )
-        return gx, (None if gwt is None else gwt.transpose(1, 2)), None
+        return (*_grads(ctx, gx, None if gwt is None else gwt.transpose(1, 2)), None)
 
 
 def _check_weight(x: torch.Tensor, weight: torch.Tensor, vol: int) -> None:
@@ -345,10 +399,12 @@ def inverse_conv(x: torch.Tensor, weight: torch.Tensor, kmap: DownMap) -> torch.
 
 
 def global_avg_pool_feats(feats: torch.Tensor, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Mean of ``feats`` [M, C] per sample (``batch`` int [M]) -> [B, C]; 0 for empty samples."""
+    """Mean of ``feats`` [M, C] per sample (``batch`` int [M]) -> [B, C]; 0 for empty samples
+    (float32 for bfloat16 or float16 features: the sums are accumulated in float32)."""
     b = batch.long()
-    s = feats.new_zeros((batch_size, feats.shape[1])).index_add_(0, b, feats)
-    n = torch.bincount(b, minlength=batch_size)[:batch_size].clamp_(min=1).to(feats.dtype)
+    acc = accumulator_dtype(feats.dtype)  # float32 sums for reduced-precision features
+    s = feats.new_zeros((batch_size, feats.shape[1]), dtype=acc).index_add_(0, b, feats.to(acc))
+    n = torch.bincount(b, minlength=batch_size)[:batch_size].clamp_(min=1).to(acc)
     return s / n[:, None]
 
 

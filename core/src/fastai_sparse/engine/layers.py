@@ -82,8 +82,8 @@ class _SparseConvBase(nn.Module):
             )
 
     def _finish(self, y: SparseTensor) -> SparseTensor:
-        if self.bias is not None:
-            y = y.replace(y.feats + self.bias)
+        if self.bias is not None:  # in the features' dtype (a reduced-precision output stays so)
+            y = y.replace(y.feats + self.bias.to(y.feats.dtype))
         return y
 
 
@@ -167,7 +167,9 @@ class SparseBatchNorm(nn.BatchNorm1d):
     """Batch norm over the active sites (features [M, C]).
 
     Training with fewer than 2 sites normalises to zero (output = bias) without updating the
-    running statistics, instead of raising.
+    running statistics, instead of raising. Reduced-precision features (bfloat16, float16 under
+    autocast) are normalised in float32 (batch statistics, running statistics and the affine
+    transform) and returned in their own dtype.
     """
 
     def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
@@ -180,7 +182,9 @@ class SparseBatchNorm(nn.BatchNorm1d):
             y = f * 0.0
             if self.affine:
                 y = y * self.weight + self.bias
-            return x.replace(y)
+            return x.replace(y.to(f.dtype))
+        if f.dtype in (torch.bfloat16, torch.float16):
+            return x.replace(super().forward(f.float()).to(f.dtype))
         return x.replace(super().forward(f))
 
 
