@@ -77,7 +77,7 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype a convolution of ``x`` computes in: the autocast dtype when autocast is on for
     ``x``'s device type, else ``x``'s own dtype."""
     dev = x.device.type
-    if x.is_floating_point() and torch.is_autocast_enabled(dev):
+    if x.is_floating_point() and torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev):
         return torch.get_autocast_dtype(dev)
     return x.dtype
 

@@ -89,12 +89,10 @@ class CoordIndex:
         self.n = int(c.shape[0])
         self.pad = int(pad)
         self.device = c.device
-        if self.n == 0:
-            hi = torch.zeros(4, dtype=torch.int64)
-        else:
-            hi = c.max(dim=0).values.cpu()
+        # the bounding box: 4 integers read back (one sync on a GPU), never a tensor copy
+        hi = [0, 0, 0, 0] if self.n == 0 else c.max(dim=0).values.tolist()
         nb = int(hi[0]) + 1 if batch_size is None else max(int(batch_size), int(hi[0]) + 1)
-        ext = [int(v) + 1 + 2 * self.pad for v in hi[1:].tolist()]
+        ext = [int(v) + 1 + 2 * self.pad for v in hi[1:]]
         total = nb * ext[0] * ext[1] * ext[2]
         if total >= MAX_KEY:
             raise ShapeError(
