@@ -115,7 +115,14 @@ def test_wandb_offline_run_read_back(small_run, monkeypatch, tmp_path):
         ]
         finite = [v for v in ious if not math.isnan(v)]
         assert sum(finite) / len(finite) == pytest.approx(hist["miou"], rel=1e-9)
-        assert json.loads(row["iou_per_class_table"])["_type"] == "table-file"
+        # the wandb.Table: W&B flattens its reference into iou_per_class_table/*; read the file back
+        assert json.loads(row["iou_per_class_table/_type"]) == "table-file"
+        table = json.loads(
+            (files[0].parent / "files" / json.loads(row["iou_per_class_table/path"])).read_text()
+        )
+        assert table["columns"] == ["class", "iou"]
+        assert [c for c, _ in table["data"]] == list(result["learner"].dls.target_type.classes)
+        assert [v for _, v in table["data"]] == pytest.approx(ious, nan_ok=True)
 
 
 def test_logger_names_are_checked():
