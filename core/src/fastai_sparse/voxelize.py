@@ -69,6 +69,38 @@ def unvoxelize(voxel_values, inverse):
     return np.asarray(voxel_values)[inv]
 
 
+def _sort_keys(cx: np.ndarray, cy: np.ndarray, cz: np.ndarray, fs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, sorted keys): the points sorted by voxel key ``(x * fs + y) * fs + z`` (int64),
+    ties (points of one voxel) in increasing point index.
+
+    The columns hold integral float64 values in ``[0, fs)``. When key and point index fit in
+    63 bits together (``fs = 4096`` leaves 27 bits: 134M points), one ``np.sort`` of
+    ``key << bits | index`` does it: numpy's vectorised integer sort is 2-3x faster than
+    ``argsort`` of the keys, and the index in the low bits makes the order within a voxel
+    defined (``argsort``'s unstable order depended on the numpy build). Otherwise a stable
+    ``argsort`` gives the same order, more slowly.
+    """
+    n = len(cx)
+    if fs**3 <= 2**53:  # keys exact in float64: fewer conversions
+        keys = cx * fs
+        keys += cy
+        keys *= fs
+        keys += cz
+        keys = keys.astype(np.int64)
+    else:
+        keys = (cx.astype(np.int64) * fs + cy.astype(np.int64)) * fs + cz.astype(np.int64)
+    bits = max(1, (n - 1).bit_length())
+    if (fs**3 - 1) >> (63 - bits) == 0:
+        keys <<= bits
+        keys |= np.arange(n, dtype=np.int64)
+        keys.sort()
+        order = keys & ((1 << bits) - 1)
+        keys >>= bits
+        return order, keys
+    order = np.argsort(keys, kind="stable")
+    return order, keys.take(order)
+
+
 class Voxelizer:
     """Points -> voxels.
 
@@ -160,16 +192,8 @@ class Voxelizer:
 
         cx, cy, cz = self._columns(cloud)
         fs = self.full_scale
-        if fs**3 <= 2**53:  # keys exact in float64: fewer conversions
-            keys = cx * fs
-            keys += cy
-            keys *= fs
-            keys += cz
-        else:
-            keys = (cx.astype(np.int64) * fs + cy.astype(np.int64)) * fs + cz.astype(np.int64)
-        n = len(keys)
-        order = np.argsort(keys)
-        sk = keys.take(order)
+        n = len(cx)
+        order, sk = _sort_keys(cx, cy, cz, fs)
         new = np.empty(n, bool)
         new[0] = True
         np.not_equal(sk[1:], sk[:-1], out=new[1:])
@@ -179,7 +203,7 @@ class Voxelizer:
         vid -= 1  # voxel row of each sorted point
         inverse = np.empty(n, np.int64)
         inverse[order] = vid
-        uk = sk.take(starts).astype(np.int64)
+        uk = sk.take(starts)
         coords = np.empty((m, 3), np.int32)
         coords[:, 2] = uk % fs
         uk //= fs
@@ -206,7 +230,7 @@ class Voxelizer:
                 feats[:, c] = np.bincount(inverse, weights=pf[:, c], minlength=m) / counts
         else:
             if self.mode == "first":
-                pick = np.minimum.reduceat(order, starts)
+                pick = order.take(starts)  # points of a voxel are sorted by index
             else:
                 rng = np.random.default_rng() if rng is None else rng
                 counts = np.diff(starts, append=n)

@@ -65,7 +65,7 @@ class ColorShift(Transform):
     def apply(self, cloud, rng):
         c = _attr(cloud, self.key, "ColorShift")
         shift = (self.sigma * rng.standard_normal(c.shape[1:])).astype(np.float32)
-        return cloud.with_attrs(**{self.key: c.astype(np.float32) + shift})
+        return cloud.with_attrs(**{self.key: c.astype(np.float32, copy=False) + shift})
 
 
 class BrightnessContrast(Transform):

@@ -1,0 +1,243 @@
+"""The pipeline's fast code against the code it replaced and against plain references.
+
+``OldElasticField`` and ``old_elastic`` below are the previous implementation of the elastic
+distortion (eight ``take`` calls on the node table, whole-array lerps; the grid smoothed with
+``scipy.ndimage.correlate1d``), kept verbatim as the reference: the rewrite must give the same
+displacements (bitwise for the interpolation, to float32 rounding for the smoothing) for the
+same random stream. The voxelizer is compared with a plain ``np.unique`` + ``np.add.at``
+reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from fastai_sparse.geometry import Boxes, PointCloud
+from fastai_sparse.transforms.points import (
+    ElasticDistortion,
+    FitToGrid,
+    _box_blur_twice,
+    _ElasticField,
+    bounds,
+)
+from fastai_sparse.voxelize import Voxelizer
+
+# -- the previous implementation (reference) -------------------------------------------------
+
+
+class OldElasticField:
+    def __init__(self, lo, spacing, grid):
+        self.lo = np.asarray(lo, np.float64)
+        self.inv = 1.0 / float(spacing)
+        self.shape = tuple(int(s) for s in grid.shape[:3])
+        self.table = np.ascontiguousarray(grid, dtype=np.float32).reshape(-1, 3)
+        self.strides = (self.shape[1] * self.shape[2], self.shape[2], 1)
+
+    def displacement(self, x):
+        x = np.asarray(x, np.float64)
+        base = None
+        frac = []
+        for k in range(3):
+            u = ((x[:, k] - self.lo[k]) * self.inv).astype(np.float32)
+            np.clip(u, 0, np.float32(self.shape[k] - 1) - np.float32(1e-3), out=u)
+            f = np.floor(u)
+            u -= f
+            frac.append(np.repeat(u[:, None], 3, axis=1))
+            ik = f.astype(np.intp)
+            if k < 2:
+                ik *= self.strides[k]
+            base = ik if base is None else base + ik
+        fx, fy, fz = frac
+        sx, sy, _ = self.strides
+        t = self.table
+
+        def lerp_z(o):
+            a = t.take(base + o, axis=0)
+            b = t.take(base + (o + 1), axis=0)
+            b -= a
+            b *= fz
+            b += a
+            return b
+
+        c0, c1 = lerp_z(0), lerp_z(sy)
+        c1 -= c0
+        c1 *= fy
+        c0 += c1
+        d0, d1 = lerp_z(sx), lerp_z(sx + sy)
+        d1 -= d0
+        d1 *= fy
+        d0 += d1
+        d0 -= c0
+        d0 *= fx
+        c0 += d0
+        return c0
+
+    def __call__(self, x):
+        return np.asarray(x, np.float64) + self.displacement(x)
+
+
+_BOX = np.full(3, 1 / 3, np.float32)
+
+
+def old_blur(grid, gain):
+    grid = grid.copy()
+    first = True
+    for ax in (0, 1, 2):
+        for _ in range(2):
+            w = _BOX * np.float32(gain) if first else _BOX
+            ndimage.correlate1d(grid, w, axis=ax, mode="constant", output=grid)
+            first = False
+    return grid
+
+
+def old_elastic(t: ElasticDistortion, cloud: PointCloud, rng) -> PointCloud:
+    x = cloud.xyz
+    c = np.array([x[:, k].mean(dtype=np.float64) for k in range(3)])
+    lo, hi = bounds(x)
+    shape = np.floor(np.maximum(hi - c, c - lo) / t.granularity).astype(np.int64) + 3
+    lo = c - (shape - 1) * t.granularity
+    if t.noise == "uniform":
+        grid = rng.random((*shape, 3), dtype=np.float32)
+        grid -= np.float32(0.5)
+        gain = np.sqrt(12.0) * t.magnitude
+    else:
+        grid = rng.standard_normal((*shape, 3), dtype=np.float32)
+        gain = t.magnitude
+    return cloud.map_points(OldElasticField(lo, t.spacing, old_blur(grid, gain)), linear=None)
+
+
+# -- elastic distortion ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2), (7, 5, 9), (44, 41, 25)])
+def test_interpolation_is_bitwise_the_previous_one(shape):
+    rng = np.random.default_rng(sum(shape))
+    grid = rng.standard_normal((*shape, 3)).astype(np.float32)
+    lo, spacing = np.array([-3.0, 1.0, 0.5]), 0.7
+    span = (np.array(shape) - 1) * spacing
+    # inside the grid, on its faces and beyond it (constant extension), more than a block
+    x = lo + rng.uniform(-0.2, 1.2, size=(10_000, 3)) * span
+    x[:10] = lo
+    x[10:20] = lo + span
+    new, old = _ElasticField(lo, spacing, grid), OldElasticField(lo, spacing, grid)
+    np.testing.assert_array_equal(new.displacement(x), old.displacement(x))
+    x32 = x.astype(np.float32)
+    np.testing.assert_array_equal(new.displacement(x32), old.displacement(x32))
+    np.testing.assert_array_equal(new(x), old(x))
+    assert new.displacement(x[:0]).shape == (0, 3)
+
+
+def test_one_node_axis_is_constant_along_it():
+    rng = np.random.default_rng(0)
+    grid = rng.standard_normal((1, 4, 5, 3)).astype(np.float32)
+    x = rng.uniform(-2, 4, size=(500, 3))
+    got = _ElasticField(np.zeros(3), 1.0, grid).displacement(x)
+    # bilinear in (y, z) on the single x-slice, constant beyond the grid
+    u = np.stack([np.clip(x[:, 1], 0, 3 - 1e-3), np.clip(x[:, 2], 0, 4 - 1e-3)])  # the last cell's end
+    ref = np.stack([ndimage.map_coordinates(grid[0, :, :, c], u, order=1) for c in range(3)], 1)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(44, 41, 25, 3), (15, 14, 9, 3), (1, 5, 2, 3), (3, 3, 3, 1)])
+def test_box_blur_equals_the_scipy_filter(shape):
+    grid = np.random.default_rng(1).random(shape, dtype=np.float32) - np.float32(0.5)
+    ref = old_blur(grid, 55.4)
+    got = _box_blur_twice(grid, 55.4)
+    assert got.dtype == np.float32 and got.shape == grid.shape
+    # float32 sums vs scipy's float64 lines: a few float32 ulps of the largest value
+    np.testing.assert_allclose(got, ref, rtol=0, atol=4e-7 * np.abs(ref).max())
+    with pytest.raises(ValueError, match="nx, ny, nz, C"):
+        _box_blur_twice(grid[0])
+
+
+@pytest.mark.parametrize("noise", ["uniform", "normal"])
+@pytest.mark.parametrize(("g", "m"), [(2.4, 16.0), (8.0, 64.0)])
+def test_elastic_same_seed_same_cloud_as_before(noise, g, m):
+    # a rotated room in voxel units, as in the ScanNet recipe
+    x = np.random.default_rng(3).uniform(0, 1, size=(30_000, 3)) * [160, 160, 60] - [80, 80, 30]
+    cloud = PointCloud(x.astype(np.float32))
+    t = ElasticDistortion(g, m, noise=noise)
+    got = t(cloud, np.random.default_rng(9)).xyz
+    ref = old_elastic(t, cloud, np.random.default_rng(9)).xyz
+    # the smoothing's float32 rounding moves a coordinate by at most ~1 ulp (1.5e-5 voxels at
+    # 200 voxels from the origin, 1e-5 of the granularity)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=4 * np.spacing(np.abs(ref).max()))
+    assert np.abs(got - x).max() > g  # and it did distort
+
+
+def test_elastic_points_only_path_equals_map_points():
+    x = np.random.default_rng(4).uniform(-50, 50, size=(5000, 3)).astype(np.float32)
+    t = ElasticDistortion(3.0, 20.0)
+    plain = t(PointCloud(x), np.random.default_rng(1))
+    field = t.field(PointCloud(x), np.random.default_rng(1))
+    mapped = PointCloud(x).map_points(field, linear=None)
+    np.testing.assert_array_equal(plain.xyz, mapped.xyz)
+    # with normals or boxes the general path runs, and the points move the same
+    normals = np.tile(np.float32([0, 0, 1]), (len(x), 1))
+    with_normals = t(PointCloud(x, {"normals": normals}), np.random.default_rng(1))
+    np.testing.assert_array_equal(with_normals.xyz, plain.xyz)
+    assert not np.allclose(with_normals.attrs["normals"], normals)
+    boxes = Boxes(np.zeros((1, 3)), np.ones((1, 3)), np.zeros(1), np.zeros(1, np.int64))
+    with_boxes = t(PointCloud(x, target=boxes), np.random.default_rng(1))
+    np.testing.assert_array_equal(with_boxes.xyz, plain.xyz)
+    np.testing.assert_allclose(with_boxes.target.centers, field(np.zeros((1, 3))), rtol=1e-6)
+
+
+# -- placement --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("full", "scale"), [(4096, 1.0), (300, 1.0), (150, 20.0), (60, 7.0)])
+def test_fit_to_grid_points_only_path_equals_apply_affine(full, scale):
+    # a cube 1.4 times the grid: placed inside it along no axis, so cropped
+    x = np.random.default_rng(5).uniform(-0.7, 0.7, size=(20_000, 3)) * full / scale
+    x = x.astype(np.float32)
+    t = FitToGrid(full, scale)
+    got = t(PointCloud(x), np.random.default_rng(2))
+    # the general path (a cloud with normals) moves points through apply_affine
+    normals = np.tile(np.float32([1, 0, 0]), (len(x), 1))
+    ref = t(PointCloud(x, {"normals": normals}), np.random.default_rng(2))
+    np.testing.assert_array_equal(got.xyz, ref.xyz)
+    assert got.meta["points_cropped"] == ref.meta["points_cropped"] > 0
+    # and both keep exactly the points whose voxel is inside the grid
+    v = np.floor(got.xyz.astype(np.float64) * scale)
+    assert v.min() >= 0 and v.max() < full
+
+
+# -- voxelization -----------------------------------------------------------------------------
+
+
+def reference_voxelize(xyz, feats, scale, full_scale):
+    v = np.floor(xyz.astype(np.float64) * scale).astype(np.int64)
+    coords, inverse = np.unique(v, axis=0, return_inverse=True)
+    sums = np.zeros((len(coords), feats.shape[1]))
+    np.add.at(sums, inverse.ravel(), feats.astype(np.float64))
+    counts = np.bincount(inverse.ravel(), minlength=len(coords))
+    first = np.full(len(coords), len(xyz))
+    np.minimum.at(first, inverse.ravel(), np.arange(len(xyz)))
+    return coords, inverse.ravel(), (sums / counts[:, None]).astype(np.float32), first
+
+
+@pytest.mark.parametrize(
+    ("n", "full_scale", "scale"),
+    [(50_000, 4096, 1.0), (3_000, 64, 4.0), (2_000, 2**20, 1.0), (1, 4096, 1.0)],  # 2**20: stable argsort
+)
+def test_voxelizer_equals_a_unique_reference(n, full_scale, scale):
+    rng = np.random.default_rng(n)
+    hi = min(full_scale - 1, 200) / scale
+    xyz = rng.uniform(0, hi, size=(n, 3)).astype(np.float32)
+    xyz[: n // 2] = np.floor(xyz[: n // 2])  # many points sharing voxels
+    f = rng.random((n, 3), dtype=np.float32)
+    cloud = PointCloud(xyz, {"f": f})
+    coords, inverse, means, first = reference_voxelize(xyz, f, scale, full_scale)
+    s = Voxelizer(scale, ("f",), full_scale=full_scale, origin="none")(cloud)
+    np.testing.assert_array_equal(s.coords, coords)  # lexicographic order
+    np.testing.assert_array_equal(s.inverse, inverse)
+    np.testing.assert_allclose(s.feats, means, rtol=1e-6)
+    s = Voxelizer(scale, ("f",), full_scale=full_scale, mode="first", origin="none")(cloud)
+    np.testing.assert_array_equal(s.feats, f[first])
+    # random mode picks one of the voxel's own points, for every voxel
+    s = Voxelizer(scale, ("f",), full_scale=full_scale, mode="random", origin="none")(cloud, rng)
+    own = (s.feats[s.inverse] == f).all(1)
+    np.testing.assert_array_equal(np.unique(s.inverse[own]), np.arange(len(coords)))
