@@ -81,3 +81,35 @@ def example_plugin_on_path(example_plugin_dir, monkeypatch, fresh_registry):
     importlib.invalidate_caches()
     yield example_plugin_dir
     sys.modules.pop("fastai_sparse_example", None)
+
+
+#: The devices the engine, model, learner and prediction tests run on: always the CPU, and
+#: CUDA when torch sees a GPU (the ``cuda`` cases skip with the reason otherwise).
+DEVICES = ("cpu", "cuda")
+
+
+def cuda_skip_reason() -> str | None:
+    """Why the ``cuda`` cases cannot run here, or None when they can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        built = torch.version.cuda
+        return (
+            f"no CUDA device: torch {torch.__version__} (built for CUDA {built}) sees none"
+            if built
+            else f"no CUDA device: torch {torch.__version__} is a CPU-only build"
+        )
+    return None
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """``torch.device`` a test runs on: ``cpu``, and ``cuda`` when available (else skipped
+    with the reason). A test that takes it builds its inputs and modules on that device."""
+    import torch
+
+    if request.param == "cuda":
+        reason = cuda_skip_reason()
+        if reason:
+            pytest.skip(reason)
+    return torch.device(request.param)

@@ -30,27 +30,29 @@ def _small(seed=0, B=2, shape=(4, 3, 4), density=0.35, order="random"):
 
 
 @pytest.mark.parametrize("order", ["random", "sorted"])
-def test_gradcheck_subm(order):
-    coords = _small(0, order=order)
-    x = SparseTensor(coords, torch.randn(len(coords), 2, dtype=torch.float64))
+def test_gradcheck_subm(order, device):
+    coords = _small(0, order=order).to(device)
+    x = SparseTensor(coords, torch.randn(len(coords), 2, dtype=torch.float64, device=device))
     kmap = x.cache.subm_map(1, 3)
     assert (kmap.perm is None) == (order == "sorted")
-    f = torch.randn(len(coords), 2, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(27, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert kmap.nbr_t.device == device
+    f = torch.randn(len(coords), 2, dtype=torch.float64, requires_grad=True, device=device)
+    w = torch.randn(27, 2, 3, dtype=torch.float64, requires_grad=True, device=device)
     assert torch.autograd.gradcheck(lambda f, w: subm_conv(f, w, kmap), (f, w))
 
 
 @pytest.mark.parametrize("order", ["random", "sorted"])
 @pytest.mark.parametrize("k", [2, 3])
-def test_gradcheck_down_and_inverse(k, order):
-    coords = _small(1, shape=(5, 4, 5), order=order)
-    x = SparseTensor(coords, torch.randn(len(coords), 2, dtype=torch.float64))
+def test_gradcheck_down_and_inverse(k, order, device):
+    coords = _small(1, shape=(5, 4, 5), order=order).to(device)
+    x = SparseTensor(coords, torch.randn(len(coords), 2, dtype=torch.float64, device=device))
     kmap = x.cache.down_map(1, k, 2)
     assert (kmap.perm is None) == (order == "sorted")
-    f = torch.randn(len(coords), 2, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(k**3, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert kmap.nbr_t.device == device and kmap.out_coords.device == device
+    f = torch.randn(len(coords), 2, dtype=torch.float64, requires_grad=True, device=device)
+    w = torch.randn(k**3, 2, 3, dtype=torch.float64, requires_grad=True, device=device)
     assert torch.autograd.gradcheck(lambda f, w: down_conv(f, w, kmap), (f, w))
-    g = torch.randn(kmap.n_out, 2, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(kmap.n_out, 2, dtype=torch.float64, requires_grad=True, device=device)
     assert torch.autograd.gradcheck(lambda g, w: inverse_conv(g, w, kmap), (g, w))
 
 
@@ -68,12 +70,12 @@ def _run(net, x):
     return sparse_cat(a, c)
 
 
-def test_batches_do_not_leak():
-    c0 = random_sites(1, (6, 6, 6), 0.3, 0)
-    c1 = random_sites(1, (6, 6, 6), 0.3, 1)
+def test_batches_do_not_leak(device):
+    c0 = random_sites(1, (6, 6, 6), 0.3, 0).to(device)
+    c1 = random_sites(1, (6, 6, 6), 0.3, 1).to(device)
     c1[:, 0] = 1
-    f0, f1 = torch.randn(len(c0), 3), torch.randn(len(c1), 3)
-    net = _net().double()
+    f0, f1 = torch.randn(len(c0), 3, device=device), torch.randn(len(c1), 3, device=device)
+    net = _net().double().to(device)
     out = _run(net, SparseTensor(torch.cat([c0, c1]), torch.cat([f0, f1]).double()))
     # move sample 1 next to sample 0 (shifted by one voxel) and change its features
     c1b = c1.clone()
@@ -81,17 +83,17 @@ def test_batches_do_not_leak():
     c1b = torch.unique(c1b, dim=0)
     out2 = _run(
         net,
-        SparseTensor(torch.cat([c0, c1b]), torch.cat([f0, torch.randn(len(c1b), 3)]).double()),
+        SparseTensor(torch.cat([c0, c1b]), torch.cat([f0, torch.randn(len(c1b), 3, device=device)]).double()),
     )
     torch.testing.assert_close(out.feats[: len(c0)], out2.feats[: len(c0)])
     alone = _run(net, SparseTensor(c0, f0.double()))
     torch.testing.assert_close(out.feats[: len(c0)], alone.feats)
 
 
-def test_single_voxel_and_empty_sample():
-    net = _net()
-    coords = torch.tensor([[0, 5, 5, 5], [2, 1, 2, 3]], dtype=torch.int32)
-    x = SparseTensor(coords, torch.randn(2, 3, requires_grad=True), batch_size=4)
+def test_single_voxel_and_empty_sample(device):
+    net = _net().to(device)
+    coords = torch.tensor([[0, 5, 5, 5], [2, 1, 2, 3]], dtype=torch.int32, device=device)
+    x = SparseTensor(coords, torch.randn(2, 3, requires_grad=True, device=device), batch_size=4)
     y = _run(net, x)
     assert y.feats.shape == (2, 8)
     y.feats.sum().backward()

@@ -46,20 +46,20 @@ def _forward(net, x):
 
 
 @pytest.mark.parametrize("order", ["random", "sorted"])
-def test_convolutions_under_bf16_autocast_match_float64(order):
+def test_convolutions_under_bf16_autocast_match_float64(order, device):
     coords = random_sites(2, (9, 8, 7), 0.3, 3)
     if order == "sorted":
         key = ((coords[:, 0] * 100 + coords[:, 1]) * 100 + coords[:, 2]) * 100 + coords[:, 3]
         coords = coords[torch.argsort(key)]
-    feats = torch.randn(len(coords), 3)
-    net = _net()
-    ref_net = _net().double()
+    coords, feats = coords.to(device), torch.randn(len(coords), 3).to(device)
+    net = _net().to(device)
+    ref_net = _net().double().to(device)
     x64 = SparseTensor(coords, feats.double().requires_grad_())
     ref = _forward(ref_net, x64).feats
     ref.square().sum().backward()
 
     x = SparseTensor(coords, feats.clone().requires_grad_())
-    with torch.autocast("cpu", dtype=BF16):
+    with torch.autocast(device.type, dtype=BF16):
         a = net[0](x)
         y = _forward(net, x)
     # every convolution computes in bfloat16 under autocast ...

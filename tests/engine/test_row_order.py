@@ -86,7 +86,12 @@ def test_strided_and_inverse_permuted_bitwise(k, s):
     torch.testing.assert_close(gwp, gw)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# the device fixture is one constant per parametrization: safe to share across examples
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
     seed=st.integers(0, 10_000),
     shape=st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 9)),
@@ -95,7 +100,7 @@ def test_strided_and_inverse_permuted_bitwise(k, s):
     k=st.sampled_from([1, 3, 5]),
     order=st.sampled_from(["sorted", "random", "reversed"]),
 )
-def test_subm_matches_dense_in_any_order(seed, shape, density, batch, k, order):
+def test_subm_matches_dense_in_any_order(seed, shape, density, batch, k, order, device):
     coords = sorted_sites(batch, shape, density, seed)
     if len(coords) == 0:
         return
@@ -104,9 +109,13 @@ def test_subm_matches_dense_in_any_order(seed, shape, density, batch, k, order):
     elif order == "reversed":
         coords = coords.flip(0)
     g = torch.Generator().manual_seed(seed)
-    feats = torch.randn(len(coords), 3, generator=g, dtype=torch.float64)
-    conv = SubMConv3d(3, 2, k).double()
+    coords, feats = (
+        coords.to(device),
+        torch.randn(len(coords), 3, generator=g, dtype=torch.float64).to(device),
+    )
+    conv = SubMConv3d(3, 2, k).double().to(device)
     y = conv(SparseTensor(coords, feats))
+    assert y.feats.device == device
     ref = F.conv3d(to_dense(coords, feats, batch, shape), dense_weight(conv.weight, k), padding=k // 2)
     torch.testing.assert_close(y.feats, at_sites(ref, coords))
 
@@ -134,14 +143,14 @@ def test_coord_index_lookup_answers_in_the_callers_rows(monkeypatch, grid):
     assert torch.equal(idx_sorted.lookup(s.long()), torch.arange(len(s)))
 
 
-def test_unet_permuted_input_gives_permuted_output():
+def test_unet_permuted_input_gives_permuted_output(device):
     from fastai_sparse.models import UNet
 
-    coords = sorted_sites(2, (24, 20, 10), 0.3, 7)
-    perm = torch.randperm(len(coords), generator=torch.Generator().manual_seed(3))
+    coords = sorted_sites(2, (24, 20, 10), 0.3, 7).to(device)
+    perm = torch.randperm(len(coords), generator=torch.Generator().manual_seed(3)).to(device)
     torch.manual_seed(0)
-    net = UNet(3, m=8, levels=3).double()
-    feats = torch.randn(len(coords), 3, dtype=torch.float64)
+    net = UNet(3, m=8, levels=3).double().to(device)
+    feats = torch.randn(len(coords), 3, dtype=torch.float64).to(device)
     y = net(SparseTensor(coords, feats))
     yp = net(SparseTensor(coords[perm], feats[perm]))
     assert torch.equal(yp.coords, coords[perm])

@@ -30,6 +30,7 @@ index is ``k = (i * K + j) * K + l`` for offsets ``(i, j, l)`` along ``(x, y, z)
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -56,13 +57,16 @@ _GRID_MIN_CELLS = 1 << 22
 _GRID_MAX_CELLS = 1 << 28
 
 
-def kernel_offsets(kernel_size: int, centered: bool, device: torch.device | None = None):
-    """Offsets of a cubic kernel in weight order: int64 [K**3, 3]."""
-    r = torch.arange(kernel_size, device=device)
-    if centered:
-        r = r - kernel_size // 2
-    g = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1)
-    return g.reshape(-1, 3)
+def kernel_offset_list(kernel_size: int, centered: bool) -> list[tuple[int, int, int]]:
+    """Offsets of a cubic kernel in weight order as Python ints (no tensor, so nothing is
+    built on the default device and read back)."""
+    r = range(-(kernel_size // 2), kernel_size - kernel_size // 2) if centered else range(kernel_size)
+    return list(itertools.product(r, r, r))
+
+
+def kernel_offsets(kernel_size: int, centered: bool, device: torch.device):
+    """Offsets of a cubic kernel in weight order: int64 [K**3, 3] on ``device``."""
+    return torch.tensor(kernel_offset_list(kernel_size, centered), dtype=torch.int64, device=device)
 
 
 class CoordIndex:
@@ -331,7 +335,7 @@ def build_submanifold_map(index: CoordIndex, kernel_size: int) -> SubmanifoldMap
         raise ShapeError(f"index padding {index.pad} too small for kernel {kernel_size}")
     n = index.n
     dev = index.device
-    offs = kernel_offsets(kernel_size, centered=True).tolist()
+    offs = kernel_offset_list(kernel_size, centered=True)
     vol = len(offs)
     idt = _index_dtype(n)
     if n == 0:
