@@ -81,6 +81,26 @@ def test_one_batch_and_to_device(tmp_path):
     assert isinstance(xd, dict) and torch.equal(xd["feats"], x["feats"])
 
 
+def test_fit_get_preds_and_predict_on_the_device(tmp_path, device):
+    """The whole learner path on ``device``: batches and model there, a fit that learns,
+    get_preds one row per point and predict agreeing with it (results come back on the CPU)."""
+    dls = make_dls(tmp_path, device=device)
+    x, y = dls.one_batch()
+    assert {v.device for v in x.values()} == {device} and y.device == device
+    learn = make_learner(dls)
+    learn.model.to(device)
+    quiet_fit(learn, 3, 2e-2)
+    assert {p.device for p in learn.model.parameters()} == {device}
+    preds, targs = learn.get_preds()
+    assert preds.shape == (len(valid_labels(learn)), 2)
+    assert torch.equal(targs.cpu(), torch.from_numpy(valid_labels(learn)))
+    _, _, acc = learn.validate()
+    assert acc > 0.7, acc
+    cloud = learn.dls.valid_ds.items[1]
+    res = learn.predict(cloud.replace(attrs={"rgb": cloud.attrs["rgb"]}))
+    np.testing.assert_allclose(res.probs, preds[N_POINTS : 2 * N_POINTS].cpu().numpy(), atol=1e-5)
+
+
 def test_seeded_augmentation_and_clean_validation(tmp_path):
     a, b = make_dls(tmp_path, seed=3), make_dls(tmp_path, seed=3)
     xa, _ = a.train.one_batch()

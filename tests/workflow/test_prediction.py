@@ -23,11 +23,12 @@ def room():
     return SyntheticRooms(n=1, split="test", points=1200)[0]
 
 
-def test_predictor_matches_the_learner(trained_rooms, rooms_task, room):
-    learn = trained_rooms["learner"]
-    predictor = Predictor.from_weights(rooms_task, trained_rooms["weights"])
+def test_predictor_matches_the_learner(trained_rooms, rooms_task, room, device):
+    learn = trained_rooms["learner"]  # on the CPU: the reference
+    predictor = Predictor.from_weights(rooms_task, trained_rooms["weights"], device=device)
     for tta in (1, 2):
         ours = predictor.predict(room, tta=tta)
+        assert {p.device for p in predictor.model.parameters()} == {device}
         theirs = learn.predict(room, tta=tta)
         assert ours.labels.shape == (len(room),) and ours.probs.shape == (len(room), 7)
         np.testing.assert_allclose(ours.logits, theirs.logits, rtol=1e-4, atol=1e-4)
