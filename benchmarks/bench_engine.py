@@ -29,8 +29,10 @@ a group run round-robin in one process; the ratio is the median of the per-round
 * **--device cuda**: every row on the GPU, each timed call followed by
   ``torch.cuda.synchronize()``; with spconv's CUDA build installed, spconv's ``SubMConv3d``
   fwd+bwd on the same voxels (float32, and float16 when bf16 rows are asked for, spconv's
-  reduced type) is the baseline of ours. Not run yet: the machines this project is developed
-  on have no GPU.
+  reduced type) is the baseline of ours (skipped with the reason, recorded in the JSON's
+  ``info.spconv_cuda``, when only spconv's CPU build is installed). Without a CUDA device the
+  run prints why and writes nothing. Never run yet: the machines this project is developed on
+  have no GPU (docs/gpu.md).
 
 Useful FLOP/s counts only active pairs (2 * pairs * C_in * C_out per product; fwd+bwd is
 three products). Targets (issue 17): subm fwd+bwd <= 1.3x the GEMM limit on the large room
@@ -261,14 +263,34 @@ def fwd_bwd_amp(conv, x: SparseTensor, grad: torch.Tensor, dtype: torch.dtype):
     return run
 
 
+def spconv_cuda_missing() -> str | None:
+    """Why spconv's CUDA convolution cannot be the baseline here, or None when it can."""
+    try:
+        import spconv
+        from spconv.core_cc.cumm.common import CompileInfo
+    except Exception as e:
+        return (
+            f"spconv not installed ({type(e).__name__}): pip install spconv-cu120 (the build for your CUDA)"
+        )
+    if tuple(CompileInfo.get_compiled_cuda_version()) == (-1, -1):
+        return f"spconv {spconv.__version__} is its CPU-only build: pip install spconv-cu120 (the build for your CUDA)"
+    return None
+
+
+def cuda_missing() -> str | None:
+    """Why ``--device cuda`` cannot run here, or None when it can."""
+    if torch.cuda.is_available():
+        return None
+    built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    return f"torch {torch.__version__} ({built}) sees no CUDA device"
+
+
 def spconv_subm_fwd_bwd(coords: torch.Tensor, feats: torch.Tensor, weight: torch.Tensor, grad, dtype):
     """spconv's SubMConv3d fwd+bwd (CUDA build) on the same voxels and weights, or None."""
-    try:
-        import spconv.pytorch as spc
-    except Exception:
+    if DEVICE.type != "cuda" or spconv_cuda_missing():
         return None
-    if DEVICE.type != "cuda":
-        return None
+    import spconv.pytorch as spc
+
     c_in, c_out = weight.shape[1], weight.shape[2]
     conv = spc.SubMConv3d(c_in, c_out, 3, bias=False, indice_key="bench").to(DEVICE, dtype)
     with torch.no_grad():  # spconv's layout [C_out, 3, 3, 3, C_in]; ours [27, C_in, C_out]
@@ -625,8 +647,10 @@ def main(argv=None):
     global DEVICE, DTYPES
     DEVICE = torch.device(args.device)
     DTYPES = {d.strip() for d in args.dtypes.split(",")}
-    if DEVICE.type == "cuda" and not torch.cuda.is_available():
-        ap.error(f"--device {args.device}: torch sees no CUDA device here")
+    if DEVICE.type == "cuda" and cuda_missing():
+        # skipped, not failed: a benchmark script run on every machine must not stop here
+        print(f"bench_engine --device {args.device}: skipped: {cuda_missing()}; nothing written")
+        return None
     bench = Bench(
         "engine" if DEVICE.type == "cpu" else f"engine-{DEVICE.type}",
         "sparse convolutions vs the per-offset GEMM limit and an in-cache bound, sorted and permuted rows",
@@ -643,6 +667,10 @@ def main(argv=None):
     bench.info["repeat"] = repeat
     bench.info["device"] = str(DEVICE) if DEVICE.type == "cpu" else torch.cuda.get_device_name(DEVICE)
     bench.info["dtypes"] = sorted(DTYPES)
+    if DEVICE.type == "cuda":
+        bench.info["spconv_cuda"] = spconv_cuda_missing() or "measured"
+        if spconv_cuda_missing():
+            print(f"spconv rows skipped: {spconv_cuda_missing()}")
     bench.print_table()
     bench.write()
 
