@@ -55,7 +55,7 @@ def test_plugins_shows_versions_hooks_and_broken_ones(use_plugins):
 
     use_plugins(tasks_plugin("alpha", "alpha-seg"), make_plugin("broken", register_tasks=register_tasks))
     text = run("plugins").output
-    assert "alpha" in text and "tasks" in text and "1 tasks" in text
+    assert "alpha" in text and "tasks" in text and "1 task" in text and "1 tasks" not in text
     assert "BROKEN" in text
     assert "plugin 'broken' (broken) is broken: ImportError: No module named 'open3d'" in text
     rows = {r["name"]: r for r in json.loads(run("plugins", "--json").output)}

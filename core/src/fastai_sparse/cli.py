@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import click
@@ -137,6 +138,16 @@ def _bug_report(exc: BaseException) -> str:
     )
 
 
+def _format_warning(message, category, filename, lineno, line=None):
+    """Warnings of the library as one ``Warning: ...`` line (no source line); others as usual."""
+    if category.__module__.startswith("fastai_sparse"):
+        return f"Warning: {message}\n"
+    return _FORMAT_WARNING(message, category, filename, lineno, line)
+
+
+_FORMAT_WARNING = warnings.formatwarning
+
+
 class _Terminated(BaseException):
     """Raised by the SIGTERM handler so that ``finally`` blocks (temporary files) run."""
 
@@ -176,7 +187,12 @@ class _Group(click.Group):
         end = args.index("--") if "--" in args else len(args)
         if "--traceback" in args[:end]:
             args = ["--traceback", *[a for a in args[:end] if a != "--traceback"], *args[end:]]
-        return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        fmt = warnings.formatwarning
+        warnings.formatwarning = _format_warning
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        finally:
+            warnings.formatwarning = fmt
 
     def invoke(self, ctx):
         debug = bool(ctx.params.get("show_traceback")) or _debug_enabled()
@@ -209,6 +225,100 @@ class _Group(click.Group):
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+
+
+# -- parameter types shared by core's and the plugins' commands --------------------------------
+class InputFile(click.ParamType):
+    """A path that must be a readable, non-empty regular file in the format its extension names
+    (:func:`fastai_sparse.files.check_input_file`): a folder, a FIFO or a device is a usage error
+    before any work starts. Converts to :class:`~pathlib.Path`."""
+
+    name = "file"
+
+    def __init__(
+        self, what: str = "input file", starts: tuple[bytes, ...] | None = None, allow_dir: bool = False
+    ):
+        self.what, self.starts, self.allow_dir = what, starts, allow_dir
+
+    def convert(self, value, param, ctx):
+        from .errors import InputFileError
+        from .files import check_input_file
+
+        try:
+            return check_input_file(value, self.what, starts=self.starts, allow_dir=self.allow_dir)
+        except InputFileError as e:
+            self.fail(str(e), param, ctx)
+
+
+def WeightsFile() -> InputFile:
+    """An :class:`InputFile` for one weights file (``.safetensors``, or ``.pth`` written by
+    ``torch.save``); a model folder or a Hub id is refused: use :class:`ModelSource` to take those too."""
+    return InputFile("weights file")
+
+
+class ModelSource(click.ParamType):
+    """A model: a model folder, a weights file (``.safetensors``, ``.pth``) or a Hugging Face Hub
+    id (``owner/name``, only when no such local path exists), checked before any work
+    (:func:`fastai_sparse.hub.check_model_source`: a FIFO, a device, an empty or unreadable file
+    is a usage error). Converts to a :class:`~pathlib.Path` for a local path, the text for an id."""
+
+    name = "model"
+
+    def convert(self, value, param, ctx):
+        from .errors import InputFileError
+        from .hub import check_model_source
+
+        if isinstance(value, Path):
+            value = str(value)
+        try:
+            return check_model_source(value)
+        except InputFileError as e:
+            self.fail(str(e), param, ctx)
+
+
+class InputDir(click.ParamType):
+    """A path that must be an existing, readable folder. Converts to :class:`~pathlib.Path`."""
+
+    name = "dir"
+
+    def __init__(self, what: str = "folder"):
+        self.what = what
+
+    def convert(self, value, param, ctx):
+        from .errors import InputFileError
+        from .files import check_input_dir
+
+        try:
+            return check_input_dir(value, self.what)
+        except InputFileError as e:
+            self.fail(str(e), param, ctx)
+
+
+class PositiveFloat(click.ParamType):
+    """A finite float greater than 0 (a learning rate): 0, negative numbers, ``nan`` and ``inf``
+    are usage errors."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x) or x <= 0:
+            self.fail(f"{value!r} must be a finite number greater than 0", param, ctx)
+        return x
+
+
+def overwrite_option(what: str = "existing output files", help: str | None = None):
+    """The ``--overwrite`` flag of every command that writes files (never allows replacing an input)."""
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help=help or f"Replace {what} (an input is never replaced).",
+    )
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -280,15 +390,17 @@ def plugins(as_json: bool, requirements: bool, verbose: bool):
         return _echo_json([i.as_dict() for i in infos])
     rows = []
     for i in infos:
-        counts = ", ".join(f"{len(v)} {k}s" for k, v in i.registered.items())
+        counts = ", ".join(plural(len(v), k) for k, v in i.registered.items())
         hooks = ", ".join(h.removeprefix("register_") for h in i.hooks) or "-"
-        rows.append([i.name, i.version or "-", "ok" if i.ok else "BROKEN", hooks, counts or "-"])
+        rows.append([i.name, i.version or "-", i.status, hooks, counts or "-"])
     click.echo(_table(rows, ["plugin", "version", "status", "hooks (register_*)", "registered"]))
-    broken = [i for i in infos if not i.ok]
-    for i in broken:
-        click.echo(f"\nplugin {i.name!r} ({i.module}) is broken: {i.error}")
-        if verbose and i.error_detail:
-            click.echo(i.error_detail.rstrip())
+    for i in infos:
+        if not i.installed:
+            click.echo(f"\nplugin {i.name!r} is not installed: {i.error}")
+        elif not i.ok:
+            click.echo(f"\nplugin {i.name!r} ({i.module}) is broken: {i.error}")
+            if verbose and i.error_detail:
+                click.echo(i.error_detail.rstrip())
 
 
 _KINDS = {
@@ -303,11 +415,12 @@ _KINDS = {
 
 
 @main.command(name="list")
-@click.argument("kind", type=click.Choice(sorted(_KINDS)))
+@click.argument("kind", type=click.Choice(sorted(_KINDS)), metavar="KIND")
 @click.argument("pattern", default="*")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_(kind: str, pattern: str, as_json: bool):
-    """List registered objects of one KIND (datasets, models, heads, metrics, backends, ...)."""
+    """List registered objects of one KIND: backends, datasets, heads, metrics, models,
+    target-types or tasks (PATTERN is a wildcard)."""
     reg = _registry()
     k = _KINDS[kind]
     rows = []
@@ -330,7 +443,12 @@ def list_(kind: str, pattern: str, as_json: bool):
 @main.command()
 @click.argument("pattern", default="*")
 @click.option(
-    "--in-channels", default=3, show_default=True, help="Input feature channels used to build each model."
+    "--in-channels",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Input feature channels used to build each model.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(pattern: str, in_channels: int, as_json: bool):
@@ -463,18 +581,36 @@ def _task_options(task, pairs, command: str) -> dict:
     type=click.Path(path_type=Path),
     default=Path("demo-report"),
     show_default=True,
+    metavar="DIR",
     help="Report folder (HTML report, PNGs, metrics JSON, exported model).",
 )
-@click.option("--epochs", type=int, default=None, help="Training epochs (default: the demo's tuned value).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Training epochs [default: the demo's tuned value, 1 with --quick].",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Random seed of the data, the weights and the augmentations.",
+)
 @click.option("--quick", is_flag=True, help="A very short run (smoke test): tiny data, one epoch.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@overwrite_option(
+    help="Write the report into a folder that is not empty and not a previous demo report "
+    "(files with the report's names are replaced, others kept)."
+)
 @threads_option(announce=False)
-def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
+def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool, overwrite: bool):
     """Train on embedded synthetic rooms (CPU) and write an HTML report."""
     from .demo import run_demo
 
-    summary = run_demo(out, epochs=epochs, seed=seed, quick=quick, quiet=quiet)
+    summary = run_demo(out, epochs=epochs, seed=seed, quick=quick, quiet=quiet, overwrite=overwrite)
     click.echo(f"report: {summary['report']}")
 
 
@@ -483,8 +619,9 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=InputFile("config file"),
     default=None,
+    metavar="FILE",
     help="Run this configuration (a file from `fastai-sparse config TASK`, or a run's config.json).",
 )
 @click.option(
@@ -495,13 +632,51 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
     help="Change one configuration value (dotted keys: lr=0.01, model_kwargs.m=32, "
     "train_transforms.2.sigma=0.05, dataset.options.n=16); repeatable.",
 )
-@click.option("--root", type=click.Path(path_type=Path), default=None, help="Dataset folder (real datasets).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default: runs/TASK).")
-@click.option("--epochs", type=int, default=None)
-@click.option("--bs", type=int, default=None, help="Batch size.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate of the task's schedule.")
-@click.option("--workers", type=int, default=None, help="DataLoader worker processes.")
-@click.option("--seed", type=int, default=None, help="Random seed (default 0, or the config's).")
+@click.option(
+    "--root",
+    type=InputDir("dataset folder"),
+    default=None,
+    metavar="DIR",
+    help="Dataset folder (real datasets; synthetic tasks need none).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Run folder [default: runs/TASK].",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Training epochs [default: the task's].",
+)
+@click.option(
+    "--bs", type=click.IntRange(min=1), default=None, metavar="N", help="Batch size [default: the task's]."
+)
+@click.option(
+    "--lr",
+    type=PositiveFloat(),
+    default=None,
+    metavar="LR",
+    help="Peak learning rate of the task's schedule [default: the task's].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="DataLoader worker processes (0: load in the main process) [default: the task's].",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Random seed of the data order, the weights and the augmentations [default: 0, or the config's].",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option(
@@ -520,6 +695,10 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool):
     help="32 (float32), bf16 (bfloat16 autocast: CPU and CUDA) or fp16 (float16 autocast with "
     "loss scaling: CUDA only) [default: 32, or the config's].",
 )
+@overwrite_option(
+    help="Start a new run in a folder that holds a finished or unfinished run, or files with a "
+    "run's names (they are replaced)."
+)
 @_dataset_option
 @threads_option(workers="workers", announce=False)
 def train(
@@ -537,6 +716,7 @@ def train(
     quiet,
     loggers,
     precision,
+    overwrite,
     options,
 ):
     """Train TASK (or the task of --config), checkpointing every epoch.
@@ -574,6 +754,7 @@ def train(
         overrides=list(assignments),
         precision=precision,
         loggers=loggers,
+        overwrite=overwrite,
     )
     click.echo(json.dumps(result.get("metrics", {}), indent=2, default=str))
 
@@ -599,14 +780,27 @@ def config_(task_name, assignments):
 @click.argument("task_name", metavar="TASK")
 @click.option(
     "--root",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    type=InputDir("dataset folder"),
     required=True,
+    metavar="DIR",
     help="Dataset folder as downloaded.",
 )
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=None, help="Cache folder (default: ROOT/cache)."
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Cache folder [default: ROOT/cache].",
 )
-@click.option("--jobs", "-j", type=int, default=2, show_default=True, help="Parallel worker processes.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=int,
+    default=2,
+    show_default=True,
+    metavar="N",
+    help="Parallel worker processes.",
+)
 @click.option("--skip-bad", is_flag=True, help="Skip invalid items with a warning and a count at the end.")
 @click.option(
     "--force", is_flag=True, help="Rebuild every cache file, also those that still match their sources."
@@ -643,11 +837,14 @@ def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
 
 @main.command()
 @click.argument("task_name", metavar="TASK")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.argument(
+    "inputs", nargs=-1, required=True, type=InputFile(allow_dir=True), metavar="INPUTS..."
+)  # folders only for tasks whose reader takes them (predict_files checks)
 @click.option(
     "--model",
     "model_path",
     required=True,
+    type=ModelSource(),
     metavar="PATH|ID",
     help="Model folder written by `train` or `demo` (RUN/model), a .safetensors or .pth weights "
     "file, or a Hugging Face Hub model id (owner/name; needs fastai-sparse[hub]).",
@@ -657,9 +854,16 @@ def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Output file (one input) or folder (several inputs).",
+    metavar="PATH",
+    help="Output file (one input) or folder (several inputs) [default: INPUT.pred.FORMAT next to each input].",
 )
-@click.option("--tta", type=int, default=None, help="Number of augmented passes to average.")
+@click.option(
+    "--tta",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Number of augmented passes to average [default: the task's].",
+)
 @click.option(
     "--format",
     "fmt",
@@ -668,12 +872,16 @@ def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
     help="Output format: ply, txt, json, npz, or one the task adds (default: from the output name, "
     "else the task's default, else ply for per-point tasks).",
 )
+@overwrite_option()
 @threads_option()
-def predict(task_name, inputs, model_path, out, tta, fmt):
-    """Predict with a trained model on INPUT files; write one prediction per point or vertex.
+def predict(task_name, inputs, model_path, out, tta, fmt, overwrite):
+    """Predict with a trained model on INPUTS (point cloud or mesh files); write one prediction per
+    point or vertex.
 
     An INPUT may be a folder when TASK reads folders (e.g. an S3DIS room folder: its room file
-    is read); other tasks refuse a folder with an error.
+    is read); other tasks refuse a folder with an error. Outputs never replace an input or the
+    model's files, and two inputs never write the same output; an existing output is replaced
+    only with --overwrite.
     """
     from .prediction import output_formats, predict_files
     from .registry import get_task
@@ -684,7 +892,9 @@ def predict(task_name, inputs, model_path, out, tta, fmt):
             f"{fmt!r} is not a format of task {task_name!r}; expected one of {', '.join(output_formats(task))}",
             param_hint="--format",
         )
-    for src, dst in predict_files(task, model_path, list(inputs), out=out, tta=tta, fmt=fmt):
+    for src, dst in predict_files(
+        task, model_path, list(inputs), out=out, tta=tta, fmt=fmt, overwrite=overwrite
+    ):
         click.echo(f"{src} -> {dst}")
 
 

@@ -12,6 +12,11 @@ augmentation, and a report folder:
 * ``model/``: the model folder (``model.safetensors``, ``config.json``, ``README.md`` model
   card; see :mod:`fastai_sparse.weights`), loaded without pickle by ``fastai-sparse predict
   --model``, :func:`fastai_sparse.from_pretrained` and :func:`fastai_sparse.load_learner`.
+
+The report folder must be empty, new, or a previous demo report (its ``metrics.json`` says so
+and it holds nothing but the report's files), which is replaced; any other folder is refused
+before the demo starts unless ``overwrite=True`` (``--overwrite``), so the demo never replaces
+a user's files by accident.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from .threads import current as current_threads
 
-__all__ = ["DEMO", "run_demo"]
+__all__ = ["DEMO", "DEMO_FILES", "run_demo"]
 
 #: The demo's settings, tuned so that it trains in a couple of minutes on 2 CPU cores.
 DEMO: dict[str, Any] = {
@@ -39,6 +44,52 @@ DEMO: dict[str, Any] = {
     "tta": 4,
     "lr_find_iters": 40,
 }
+
+
+#: Every name the demo writes in its report folder (``models`` is lr_find's temporary folder).
+DEMO_FILES = frozenset(
+    {
+        "index.html",
+        "metrics.json",
+        "model",
+        "lr_find.png",
+        "losses.png",
+        "prediction.png",
+        "confidence.png",
+        "errors.png",
+        "kernels.png",
+        "models",
+    }
+)
+
+
+def _is_demo_report(out: Path) -> bool:
+    try:
+        summary = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and summary.get("task") == DEMO["task"] and "report" in summary
+
+
+def _check_report_folder(out: Path, overwrite: bool) -> None:
+    """Refuse a report folder that is a file, or a non-empty folder that is not a previous demo
+    report (unless ``overwrite``)."""
+    from .errors import OutputConflictError, OutputExistsError
+
+    if out.exists() and not out.is_dir():
+        raise OutputConflictError(out, "is a file, not a folder", "choose another --out")
+    if overwrite or not out.is_dir():
+        return
+    names = sorted(p.name for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    if not names or (set(names) <= DEMO_FILES and _is_demo_report(out)):
+        return
+    others = [n for n in names if n not in DEMO_FILES] or names
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    raise OutputExistsError(
+        out,
+        f"is not empty and not a demo report (it holds {shown})",
+        "choose another --out, or pass --overwrite to write the report into it",
+    )
 
 
 def _miou(pred: Any, targ: Any, k: int, ignore_index: int) -> tuple[float, np.ndarray]:
@@ -64,6 +115,7 @@ def run_demo(
     quick: bool = False,
     quiet: bool = False,
     settings: dict | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train the demo, write the report folder ``out``, return the summary (also in metrics.json).
 
@@ -75,6 +127,7 @@ def run_demo(
 
     run = _Run(Path(out), quiet, time.time())
     cfg = _settings(epochs, quick, settings)
+    _check_report_folder(run.out, overwrite)
     run.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     task, train_ds, valid_ds, dls, learn = _setup(run, cfg, seed)
@@ -82,7 +135,7 @@ def run_demo(
     threads = current_threads()
     run.say(
         f"model {task.model} + {task.head}: {n_params:,} parameters, backend torch, "
-        f"{threads.threads} thread{'s' if threads.threads != 1 else ''}"
+        f"{_plural(threads.threads, 'thread')}"
     )
     timings: dict[str, float] = {}
     sug, lr = _find_lr(run, cfg, task, learn, timings)
@@ -110,12 +163,18 @@ def run_demo(
         "weights": str(weights),
         "report": str(run.out / "index.html"),
     }
-    (run.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from .files import write_text
+
+    write_text(run.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     _write_report(
         run, cfg, task, (len(train_ds), len(valid_ds)), n_params, sug, lr, val, timings, best, html_pred
     )
     run.say(f"report written to {run.out / 'index.html'}")
     return summary
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 @dataclass
@@ -299,8 +358,8 @@ def _write_report(
     report.add_text(
         f"Task {task.name}: {sizes[0]} training rooms, {sizes[1]} validation rooms, "
         f"{k} classes. Model {task.model} + {task.head} ({n_params:,} parameters), trained "
-        f"{cfg['epochs']} epochs with one-cycle at lr {lr:.2g} (lr_find's valley: "
-        f"{getattr(sug, 'valley', float('nan')):.2g}) on {torch.get_num_threads()} CPU threads "
+        f"{_plural(cfg['epochs'], 'epoch')} with one-cycle at lr {lr:.2g} (lr_find's valley: "
+        f"{getattr(sug, 'valley', float('nan')):.2g}) on {_plural(torch.get_num_threads(), 'CPU thread')} "
         f"in {timings['train']:.0f} s ({timings['total']:.0f} s end to end)."
     )
     report.add_table(

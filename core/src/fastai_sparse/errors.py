@@ -99,7 +99,8 @@ class StaleCacheError(DataFormatError):
 
 class OptionError(FastaiSparseError, ValueError):
     """A dataset option given to a task (``-O key=value`` on the command line) is not one the
-    task declares, or its value is not of the declared kind."""
+    task declares, or its value is not of the declared kind; or a training option is outside its
+    meaning (``epochs=0``, ``lr <= 0``, ...)."""
 
 
 class ShapeError(FastaiSparseError, ValueError):

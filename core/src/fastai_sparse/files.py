@@ -22,7 +22,7 @@ whole stem of their input: ``room.v1.ply`` -> ``room.v1.pred.ply``.
 
 :func:`check_input_file` makes sure an input is a readable regular file, not empty, and starts
 like the format its extension names (a PLY with ``ply``, weights and NPZ arrays with a zip or
-pickle header, text formats without NUL bytes), so a FIFO, a device such as ``/dev/zero`` or a
+pickle header, text formats mostly free of control bytes), so a FIFO, a device such as ``/dev/zero`` or a
 folder is refused at once instead of hanging or filling the memory.
 
 Nothing here needs more than the standard library: no library combines exclusive temporary
@@ -43,10 +43,12 @@ from .errors import InputFileError, OutputConflictError, OutputExistsError
 
 __all__ = [
     "MAGIC",
+    "WEIGHTS_MAGIC",
     "atomic_path",
     "check_input_dir",
     "check_input_file",
     "check_outputs",
+    "check_writable_folder",
     "output_name",
     "plan_outputs",
     "write_bytes",
@@ -55,13 +57,17 @@ __all__ = [
 
 _ZIP = (b"PK\x03\x04", b"PK\x05\x06")
 _PICKLE = (b"\x80",)
-#: Cheap format checks by extension: the first bytes a file of that kind starts with, or
-#: ``"text"`` for text formats (no NUL byte in the first KiB).
+#: How a file written by ``torch.save`` starts: a zip archive, or a pickle (older format).
+WEIGHTS_MAGIC = _ZIP + _PICKLE
+#: Cheap format checks by extension: the first bytes a file of that kind starts with,
+#: ``"text"`` for text formats (at most 10% control bytes in the first KiB), or
+#: ``"safetensors"`` (an 8-byte header length, then the JSON header's ``{``).
 MAGIC: dict[str, tuple[bytes, ...] | str] = {
     ".ply": (b"ply",),
     ".npz": _ZIP,
     ".pth": _ZIP + _PICKLE,
     ".pt": _ZIP + _PICKLE,
+    ".safetensors": "safetensors",
     ".off": "text",
     ".obj": "text",
     ".txt": "text",
@@ -88,9 +94,13 @@ def check_input_file(
     what: str = "input file",
     magic: dict[str, tuple[bytes, ...] | str] | None = None,
     allow_empty: bool = False,
+    starts: tuple[bytes, ...] | None = None,
+    allow_dir: bool = False,
 ) -> Path:
     """Return ``path`` as a Path if it is a readable, non-empty regular file in the format its
     extension names (see :data:`MAGIC`, or ``magic``); raise :class:`InputFileError` otherwise.
+    ``starts``: the file must start with one of these, whatever its extension (e.g.
+    :data:`WEIGHTS_MAGIC` for a weights file).
 
     Never blocks: a FIFO or a device is recognised by ``stat`` before it is opened.
     """
@@ -109,6 +119,8 @@ def check_input_file(
             p, f"cannot reach the {what} (permission denied)", "check the permissions of its folders"
         ) from None
     if stat.S_ISDIR(st.st_mode):
+        if allow_dir:  # a reader that takes folders (e.g. a dataset's room folder)
+            return check_input_dir(p, what)
         raise InputFileError(p, "is a folder, not a file", f"pass the {what} itself")
     if not stat.S_ISREG(st.st_mode):
         raise InputFileError(p, f"is {_kind(st.st_mode)}, not a regular file", "pass a regular file")
@@ -123,14 +135,28 @@ def check_input_file(
         raise InputFileError(p, f"cannot read the {what} ({e.strerror or e})", "check the file") from None
     if not head and not allow_empty:
         raise InputFileError(p, f"the {what} is empty (0 bytes)", "pass a complete file")
+    if head and starts is not None and not head.startswith(tuple(starts)):
+        raise InputFileError(
+            p,
+            f"is not a {what} (it starts with {head[:8]!r})",
+            f"check that you passed the {what} (a partial download?)",
+        )
     expected = (magic if magic is not None else MAGIC).get(p.suffix.lower())
     if head and expected is not None:
         if expected == "text":
-            if b"\0" in head:
+            binary = sum(b < 32 and b not in (9, 10, 12, 13) for b in head)
+            if binary > len(head) // 10:  # a stray control byte is a damaged text file, not binary
                 raise InputFileError(
                     p,
                     f"is binary, but a {p.suffix} file is text",
                     "check that the file is what its name says",
+                )
+        elif expected == "safetensors":
+            if len(head) < 9 or head[8:9] != b"{":
+                raise InputFileError(
+                    p,
+                    f"does not start like a .safetensors file (found {head[:10]!r})",
+                    "check that the file is what its name says (a partial download?)",
                 )
         elif not head.startswith(tuple(expected)):
             raise InputFileError(
@@ -209,7 +235,31 @@ def plan_outputs(
         else:
             dsts = [out]
     check_outputs(dsts, [*srcs, *map(Path, protected)], overwrite=overwrite, sources=srcs, option=option)
+    for folder in dict.fromkeys(d.parent for d in dsts):
+        check_writable_folder(folder)
     return dsts
+
+
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """Make sure files can be created in ``folder`` (or, when it does not exist yet, in its
+    nearest existing ancestor, which must be a folder): an exclusive temporary file is created
+    and removed, so the answer is right even for root and on read-only mounts."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputConflictError(
+            probe,
+            f"is a file, so the folder {str(folder)!r} cannot be created",
+            "choose another output path",
+        )
+    try:
+        tmp, _ = _temp_path(probe / "probe")
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot write in this folder ({e.strerror})", str(probe)) from None
+    os.unlink(tmp)
+    return folder
 
 
 def check_outputs(
@@ -266,6 +316,8 @@ def _temp_path(path: Path) -> tuple[Path, int]:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
         except FileExistsError:  # pragma: no cover - 32 random bits clashing
             continue
+        except OSError as e:  # name the file the user asked for, not the temporary one
+            raise type(e)(e.errno, e.strerror, str(path)) from None
         try:
             mode = stat.S_IMODE(os.fstat(fd).st_mode)
         finally:
@@ -313,7 +365,12 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True, durable: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, mode = _temp_path(path)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:  # name the file the user asked for, not the temporary one
+            if e.errno is not None and e.filename is not None and Path(e.filename) == tmp:
+                raise type(e)(e.errno, e.strerror, str(path)) from e
+            raise
         if stat.S_IMODE(tmp.stat().st_mode) != mode:  # a writer that re-created the file
             os.chmod(tmp, mode)
         if durable:

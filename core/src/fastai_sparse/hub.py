@@ -22,7 +22,14 @@ from typing import Any
 
 from .errors import CheckpointError, FastaiSparseError
 
-__all__ = ["HUB_FILES", "from_pretrained", "is_hub_id", "pretrained_path"]
+__all__ = [
+    "HUB_FILES",
+    "check_model_source",
+    "from_pretrained",
+    "is_hub_id",
+    "model_files",
+    "pretrained_path",
+]
 
 HUB_FILES = ["model.safetensors", "config.json", "README.md"]
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -32,6 +39,42 @@ def is_hub_id(text: str) -> bool:
     """Whether ``text`` has the form of a Hub model id (``owner/name``)."""
     text = text.removeprefix("hf://")
     return bool(_ID.match(text)) and ".." not in text
+
+
+def check_model_source(path_or_id: str | os.PathLike) -> Path | str:
+    """What a user passed as a model, checked before any work: an existing local path is
+    returned as a :class:`~pathlib.Path` when it is a readable folder or a readable, non-empty
+    regular file (``.safetensors`` and ``.pth`` files must start like one; a FIFO or a device is
+    refused without being opened); text that is no local path but has the form of a Hub id
+    (``owner/name``, or ``hf://owner/name``) is returned as it is, for :func:`pretrained_path`.
+    Anything else raises :class:`~fastai_sparse.errors.InputFileError`. Nothing is downloaded.
+    """
+    from .errors import InputFileError
+    from .files import check_input_dir, check_input_file
+
+    text = os.fspath(path_or_id)
+    path = Path(text)
+    if not text.startswith("hf://") and (path.exists() or path.is_symlink()):
+        if path.is_dir():
+            return check_input_dir(path, "model folder")
+        return check_input_file(path, "weights file")
+    if is_hub_id(text):
+        return text
+    raise InputFileError(
+        path,
+        "no such model folder or weights file (nor a Hugging Face Hub id owner/name)",
+        "check the path",
+    )
+
+
+def model_files(source: Path | str) -> list[Path]:
+    """The local files of a model source (see :func:`check_model_source`) that no output may
+    replace: the weights file, or a model folder's files; none for a Hub id."""
+    if isinstance(source, str):
+        return []
+    if source.is_dir():
+        return [source / name for name in HUB_FILES]
+    return [source]
 
 
 def pretrained_path(

@@ -6,7 +6,8 @@ variable ``FASTAI_SPARSE_PLUGINS``:
 
 * unset or empty: every installed plugin;
 * ``none``: no external plugin (only core's built-in one);
-* ``name,name``: only those entry-point names.
+* ``name,name``: only those entry-point names; a name that no installed plugin has is
+  reported (with the closest installed name) by a warning and by ``fastai-sparse plugins``.
 
 ``FASTAI_SPARSE_TRACE=1`` prints every hook call and its result (pluggy tracing).
 
@@ -14,6 +15,11 @@ Each plugin is imported and registered in its own ``try``: a plugin that fails t
 implements a hook that does not exist (a typo pluggy would otherwise ignore), or raises
 while registering is rolled back, recorded in :attr:`PluginInfo.error`, and reported by one
 warning. It never breaks core or the other plugins.
+
+Two distributions offering the same entry-point name are both reported and neither is loaded
+(which one would win depends on ``sys.path`` order, so loading either could silently replace
+the plugin the user meant). One distribution listed twice, as an editable install is (through
+its ``.egg-info`` and its ``.dist-info``), is one plugin.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -70,10 +77,15 @@ class PluginInfo:
     error_detail: str | None = None
     obj: Any = field(default=None, repr=False)
     warned: bool = field(default=False, repr=False)
+    installed: bool = True  # False for a name FASTAI_SPARSE_PLUGINS asks for that no plugin has
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else ("NOT INSTALLED" if not self.installed else "BROKEN")
 
     def as_dict(self) -> dict:
         return {
@@ -84,6 +96,7 @@ class PluginInfo:
             "hooks": list(self.hooks),
             "registered": {k: list(v) for k, v in self.registered.items()},
             "ok": self.ok,
+            "installed": self.installed,
             "error": self.error,
         }
 
@@ -164,24 +177,48 @@ def discover(names: set[str] | None = None, extra: Iterable[tuple[str, Any]] = (
     infos = [PluginInfo(BUILTIN_NAME, BUILTIN_MODULE, "fastai-sparse", _version("fastai-sparse"))]
     _load(infos[0], lambda: importlib.import_module(BUILTIN_MODULE))
     seen: dict[str, PluginInfo] = {BUILTIN_NAME: infos[0]}
+    # group the entry points by name first: a name offered by two distributions loads neither
+    by_name: dict[str, list[tuple[metadata.EntryPoint, PluginInfo]]] = {}
     for ep in _entry_points():
-        if names is not None and ep.name not in names:
-            continue
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
         info = PluginInfo(ep.name, ep.value, dist_name, dist.version if dist is not None else None)
-        if ep.name in seen:
-            other = seen[ep.name]
-            if other.module == ep.value and other.distribution == dist_name:
-                continue  # the same distribution seen twice on sys.path
-            info.error = (
-                f"entry point name {ep.name!r} is already used by {other.distribution or other.module!r}; "
-                f"rename one of them (this one comes from {dist_name or ep.value!r})"
-            )
-            infos.append(info)
+        same = by_name.setdefault(ep.name, [])
+        if any(_same_distribution(i, info) for _, i in same):
+            continue  # one distribution seen twice (an editable install's egg-info, a path twice)
+        same.append((ep, info))
+    installed = sorted(by_name)
+    for name in installed:
+        if names is not None and name not in names:
             continue
+        same = by_name[name]
+        if name in seen:  # an external plugin named like the built-in one
+            for _, info in same:
+                info.error = f"the plugin name {name!r} is reserved for core's built-in plugin; rename it"
+                infos.append(info)
+            continue
+        if len(same) > 1:
+            offered = ", ".join(sorted(repr(i.distribution or i.module) for _, i in same))
+            for _, info in same:
+                info.error = (
+                    f"the plugin name {name!r} is offered by {len(same)} distributions ({offered}); "
+                    "none of them is loaded: uninstall all but one"
+                )
+                infos.append(info)
+            seen[name] = same[0][1]
+            continue
+        ep, info = same[0]
         _load(info, ep.load)
-        seen[ep.name] = info
+        seen[name] = info
+        infos.append(info)
+    for wanted in sorted((names or set()) - set(installed)):
+        info = PluginInfo(wanted, "-", installed=False)
+        close = difflib.get_close_matches(wanted, installed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else "check the name"
+        info.error = (
+            f"{ENV_PLUGINS} names {wanted!r}, but no installed plugin has that name; {hint} "
+            f"(installed: {', '.join(installed) or 'none'})"
+        )
         infos.append(info)
     for name, obj in extra:
         info = PluginInfo(name, getattr(obj, "__name__", repr(obj)))
@@ -192,6 +229,18 @@ def discover(names: set[str] | None = None, extra: Iterable[tuple[str, Any]] = (
             seen[name] = info
         infos.append(info)
     return infos
+
+
+def _normalize(dist_name: str | None) -> str | None:
+    return None if dist_name is None else re.sub(r"[-_.]+", "-", dist_name).lower()
+
+
+def _same_distribution(a: PluginInfo, b: PluginInfo) -> bool:
+    """One distribution found twice: the same normalised name (an editable install is listed
+    through its ``.egg-info`` folder and its ``.dist-info``), or the same module without metadata."""
+    if a.distribution is not None and b.distribution is not None:
+        return _normalize(a.distribution) == _normalize(b.distribution)
+    return a.module == b.module
 
 
 def warn_broken(info: PluginInfo) -> None:

@@ -7,13 +7,17 @@ time, with optional test-time augmentation (the same views as ``learn.tta``), re
 the one-value-per-line text format of benchmark submissions, NPZ arrays, or JSON for
 per-sample tasks (top classes with probabilities), or a format the task adds itself
 (``Task.output_formats``, e.g. a benchmark's submission layout).
+
+Outputs are planned before any work (:func:`fastai_sparse.files.plan_outputs`): an output that
+would replace an input or the weights file, two inputs writing one output, and an existing output
+without ``overwrite=True`` are refused before the model is even loaded. Every file is written
+atomically with the user's permissions (:func:`fastai_sparse.files.atomic_path`), a task's own
+formats included.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -155,24 +159,27 @@ def output_values(task, labels: np.ndarray) -> np.ndarray:
     return np.asarray(task.label_values, dtype=np.int64)[labels]
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _atomic_write(path: Path, write, overwrite: bool = True) -> None:
+    from .files import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        write(tmp)
 
 
-def write_result(task, result, original, path: Path, fmt: str, top_k: int = 5) -> Path:
-    """Write one prediction in ``fmt`` (see :data:`FORMATS`)."""
+def write_result(
+    task, result, original, path: Path, fmt: str, top_k: int = 5, overwrite: bool = True
+) -> Path:
+    """Write one prediction in ``fmt`` (see :data:`FORMATS`), atomically; with
+    ``overwrite=False`` an existing ``path`` raises :class:`~fastai_sparse.errors.OutputExistsError`."""
     from . import io
 
+    path = Path(path)
     if fmt in task.output_formats:
-        return task.output_formats[fmt].write(task, result, original, path)
+        from .files import atomic_path
+
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            task.output_formats[fmt].write(task, result, original, tmp)
+        return path
     if fmt not in FORMATS:
         raise ValueError(f"unknown output format {fmt!r}; expected one of {output_formats(task)}")
     if result.per != "point":
@@ -189,11 +196,11 @@ def write_result(task, result, original, path: Path, fmt: str, top_k: int = 5) -
             payload["top"] = [{"class": names[i], "probability": float(result.probs[i])} for i in order]
         else:
             payload["values"] = np.asarray(result.logits).reshape(-1).tolist()
-        _atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"))
+        _atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"), overwrite)
         return path
     values = output_values(task, result.labels)
     if fmt == "txt":
-        _atomic_write(path, lambda p: np.savetxt(p, values, fmt="%d"))
+        _atomic_write(path, lambda p: np.savetxt(p, values, fmt="%d"), overwrite)
     elif fmt == "npz":
 
         def write_npz(p: Path) -> None:
@@ -206,10 +213,12 @@ def write_result(task, result, original, path: Path, fmt: str, top_k: int = 5) -
                     confidence=result.confidence,
                 )
 
-        _atomic_write(path, write_npz)
+        _atomic_write(path, write_npz, overwrite)
     elif fmt == "json":
         _atomic_write(
-            path, lambda p: p.write_text(json.dumps({"task": task.name, "labels": values.tolist()}))
+            path,
+            lambda p: p.write_text(json.dumps({"task": task.name, "labels": values.tolist()})),
+            overwrite,
         )
     else:
         from .viz.colors import class_colors
@@ -219,12 +228,16 @@ def write_result(task, result, original, path: Path, fmt: str, top_k: int = 5) -
         colors = palette[result.labels]
         if colors.dtype != np.uint8:
             colors = np.clip(np.round(colors * (255 if colors.max() <= 1 else 1)), 0, 255).astype(np.uint8)
-        io.write_ply(
+        _atomic_write(
             path,
-            original,
-            labels=values,
-            colors=colors,
-            extra={"confidence": np.asarray(result.confidence, np.float32)},
+            lambda p: io.write_ply(
+                p,
+                original,
+                labels=values,
+                colors=colors,
+                extra={"confidence": np.asarray(result.confidence, np.float32)},
+            ),
+            overwrite,
         )
     return path
 
@@ -244,30 +257,55 @@ def predict_files(
     out: str | Path | None = None,
     tta: int | None = None,
     fmt: str | None = None,
+    overwrite: bool = False,
 ) -> Iterator[tuple[Path, Path]]:
     """Predict every input file and write the results; yields ``(input, output)`` pairs.
 
     ``out``: the output file for a single input, or a folder for several (default: next to
-    each input, named ``<stem>.pred.<format>``).
+    each input, named ``<stem>.pred.<format>``, the whole stem kept: ``room.v1.ply`` ->
+    ``room.v1.pred.ply``). ``model_path``: a model folder, a weights file or a Hub model id. Before
+    anything is computed the inputs and the model are checked (readable regular files in their
+    format, a readable folder; see :func:`fastai_sparse.hub.check_model_source`) and the outputs
+    planned: an output that would be an input or a file of the model, or two inputs writing one
+    output, raise
+    :class:`~fastai_sparse.errors.OutputConflictError`; an existing output raises
+    :class:`~fastai_sparse.errors.OutputExistsError` unless ``overwrite``.
     """
+    from .files import check_input_file, check_outputs, check_writable_folder, plan_outputs
+    from .hub import check_model_source, model_files
+
+    if tta is not None and int(tta) < 1:
+        raise ValueError(f"tta must be at least 1, got {tta}")
+    srcs = [check_input_file(p, allow_dir=task.read_input is not None) for p in inputs]
+    model_path = check_model_source(model_path)
+    protected = model_files(model_path)
     out = Path(out) if out is not None else None
     fmt = fmt or _default_format(task, out)
     if fmt not in output_formats(task):
         raise FastaiSparseError(
             f"unknown output format {fmt!r} for task {task.name!r}; expected one of {output_formats(task)}"
         )
-    predictor = Predictor.from_weights(task, model_path)
-    several = len(inputs) > 1 or (out is not None and out.is_dir())
     writer = task.output_formats.get(fmt)
-    for src in map(Path, inputs):
+    if writer is not None:  # the task's own layout names the outputs; the same checks apply
+        several = len(srcs) > 1 or (out is not None and out.is_dir())
+        dsts = [Path(writer.path(src, out, several)) for src in srcs]
+        check_outputs(dsts, [*srcs, *protected], overwrite=overwrite, sources=srcs)
+        for folder in dict.fromkeys(d.parent for d in dsts):
+            check_writable_folder(folder)
+    else:
+        if out is not None and not out.is_dir() and len(srcs) == 1:
+            suffix = out.suffix.lstrip(".").lower()
+            if suffix in FORMATS and suffix != fmt:
+                from .errors import OutputConflictError
+
+                raise OutputConflictError(
+                    out,
+                    f"the name says .{suffix} but the format is {fmt}",
+                    f"name the output .{fmt} or drop --format",
+                )
+        dsts = plan_outputs(srcs, out, suffix=f".pred.{fmt}", overwrite=overwrite, protected=protected)
+    predictor = Predictor.from_weights(task, model_path)
+    for src, dst in zip(srcs, dsts):
         cloud, original = _as_input(src, task.read_input)
         result = predictor.predict(cloud, tta=tta)
-        if writer is not None:
-            dst = Path(writer.path(src, out, several))
-        elif out is None:
-            dst = src.with_name(f"{src.name.split('.')[0]}.pred.{fmt}")
-        elif several:
-            dst = out / f"{src.name.split('.')[0]}.pred.{fmt}"
-        else:
-            dst = out
-        yield src, write_result(predictor.task, result, original, dst, fmt)
+        yield src, write_result(predictor.task, result, original, dst, fmt, overwrite=overwrite)

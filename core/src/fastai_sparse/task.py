@@ -153,7 +153,9 @@ class Task:
             a benchmark's submission layout): ``{name: writer}``, where a writer has
             ``path(src, out, several) -> Path`` (where the prediction of input ``src`` goes,
             given ``-o`` (None, a folder or a file) and whether there are several inputs) and
-            ``write(task, result, original, path) -> Path``. ``defaults["format"]`` names the
+            ``write(task, result, original, path) -> Path`` (``path`` is a temporary name next to
+            the final one, moved into place when ``write`` returns: write there, derive nothing
+            from its name). ``defaults["format"]`` names the
             format ``predict`` writes when none is asked for.
     """
 

@@ -23,18 +23,27 @@ A run folder holds:
 ``train_task(..., resume=True)`` reloads the checkpoint and continues the schedule (the task's
 ``defaults["schedule"]``, see :mod:`fastai_sparse.schedules`) at the first unfinished epoch,
 with the configuration recorded in ``config.json``; options given again must agree with it.
+
+Every file is written atomically with the user's permissions (:mod:`fastai_sparse.files`).
+Starting a run in a folder that holds a finished run, or files with the names above but no
+run, is refused unless ``overwrite=True`` (``--overwrite``): a trained model is never replaced
+by accident. ``epochs``, ``bs``, ``lr`` and ``seed`` outside their meaning (0 epochs, a
+learning rate of 0) are an :class:`~fastai_sparse.errors.OptionError`, never a default, and
+``run.json`` records the values the run actually uses (the DataLoader workers too).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .errors import FastaiSparseError
+from .errors import FastaiSparseError, OptionError, OutputConflictError, OutputExistsError
 from .schedules import fit
 from .threads import current as current_threads
 
@@ -50,12 +59,14 @@ RUN_FILE, CONFIG, CHECKPOINT, HISTORY, MODEL, METRICS = (
 )
 #: Keys of a config that a resumed run may change: they do not change what is computed.
 _RESUME_FREE = ("versions", "num_workers", "dataset.root", "loggers")
+#: What a run folder holds: a folder with any of these but no run is not started over unasked.
+RUN_FILES = (RUN_FILE, CONFIG, CHECKPOINT, HISTORY, MODEL, METRICS)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    from .files import write_text
+
+    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 class RunState:
@@ -96,10 +107,10 @@ def _run_callbacks(state: RunState, start: int) -> list:
         def after_epoch(self):
             if self.epoch < start:
                 return
-            path = state.out / CHECKPOINT
-            tmp = path.with_name(f".{path.name}.tmp")
-            save_model(tmp, self.learn.model, getattr(self.learn, "opt", None), with_opt=True)
-            os.replace(tmp, path)
+            from .files import atomic_path
+
+            with atomic_path(state.out / CHECKPOINT) as tmp:
+                save_model(tmp, self.learn.model, getattr(self.learn, "opt", None), with_opt=True)
             names = list(self.learn.recorder.metric_names[1:-1])
             values = list(self.learn.recorder.log[1:-1])
             state.data["finished_epochs"] = self.epoch + 1
@@ -129,6 +140,7 @@ def train_task(
     overrides: list[str] | dict | None = None,
     precision: str | None = None,
     loggers: str | list[str] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train ``task`` (or the task of ``config``) with its schedule, checkpointing every epoch in
     ``out``; returns a summary.
@@ -140,10 +152,15 @@ def train_task(
     dataset factory's options), when given, are overrides too. With ``resume=True`` an
     interrupted run continues at its first unfinished epoch with its recorded configuration
     (anything given that disagrees with it is an error). Without it, a folder holding an
-    unfinished run is an error, so no work is overwritten by accident. ``cbs`` are extra fastai
-    callbacks. ``precision``: ``"32"``, ``"bf16"`` or ``"fp16"`` (:mod:`fastai_sparse.precision`);
-    ``loggers``: ``"csv,tensorboard,wandb"`` or a list (:mod:`fastai_sparse.loggers`); both are
-    overrides too (config keys ``precision`` and ``loggers``), checked before anything is written.
+    unfinished run is an error, so no work is overwritten by accident; so is a folder holding a
+    finished run or files with a run's names, unless ``overwrite=True``. ``epochs``, ``bs``,
+    ``lr`` and ``seed`` outside their meaning (0 or negative epochs or batch size, a learning
+    rate that is not a finite number above 0, a negative seed) are an
+    :class:`~fastai_sparse.errors.OptionError` (also when they come from ``config`` or
+    ``overrides``), never a default. ``cbs`` are extra fastai callbacks. ``precision``:
+    ``"32"``, ``"bf16"`` or ``"fp16"`` (:mod:`fastai_sparse.precision`); ``loggers``:
+    ``"csv,tensorboard,wandb"`` or a list (:mod:`fastai_sparse.loggers`); both are overrides too
+    (config keys ``precision`` and ``loggers``), checked before anything is written.
 
     Steps: :func:`_run_config` (the configuration and the task it describes), :func:`_run_state`
     (a new ``run.json`` and ``config.json``, or the recorded ones to resume), :func:`_learner_for_run`
@@ -151,6 +168,8 @@ def train_task(
     final model folder and ``metrics.json``.
     """
     out = Path(out)
+    _check_options({"epochs": epochs, "bs": bs, "lr": lr, "seed": seed})
+    _check_run_folder(out, resume, overwrite)
     asked = _asked(root, epochs, bs, lr, num_workers, seed, dataset_kwargs, overrides)
     if precision is not None:
         asked["precision"] = str(precision)
@@ -158,11 +177,12 @@ def train_task(
         from .loggers import parse_loggers
 
         asked["loggers"] = parse_loggers(loggers)
-    previous = RunState.load(out)
+    previous = None if (overwrite and not resume) else RunState.load(out)
     if resume:
         cfg, task = _resume_config(task, config, asked, out, previous)
     else:
         cfg, task = _run_config(task, config, asked)
+    _check_options({k: cfg[k] for k in ("epochs", "bs", "lr", "seed")}, source=config)
     _check_run_settings(cfg)
     out.mkdir(parents=True, exist_ok=True)
     state = _run_state(task, out, cfg, resume, previous, dataset_kwargs)
@@ -206,6 +226,55 @@ def _check_run_settings(cfg: dict) -> None:
 
     check_loggers(cfg.get("loggers") or [])
     check_precision(cfg.get("precision", "32"), default_device())
+
+
+def _check_options(values: dict, source: Any = None) -> None:
+    """epochs and bs are whole numbers of at least 1, lr a finite number above 0, seed >= 0
+    (``None``: the task's or the config's). ``source``: the config file the values come from,
+    named in the message."""
+    where = f"{source}: " if isinstance(source, (str, Path)) else ""
+    for key in ("epochs", "bs", "seed"):
+        value, low = values[key], 0 if key == "seed" else 1
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low
+        ):
+            hint = (
+                "pass another seed" if key == "seed" else f"pass another value, or None for the task's {key}"
+            )
+            raise OptionError(f"{where}{key}={value!r}: expected a whole number of at least {low}; {hint}")
+    lr = values["lr"]
+    if lr is not None and (
+        isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0
+    ):
+        raise OptionError(
+            f"{where}lr={lr!r}: expected a finite number above 0; pass another value, or None for the task's lr"
+        )
+
+
+def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse ``out`` when it is a file, holds a finished run, or holds files with a run's names
+    but no run, unless ``overwrite`` (an unfinished run is :func:`_run_state`'s to refuse)."""
+    if out.exists() and not out.is_dir():
+        raise OutputConflictError(out, "is a file, not a folder", "choose another --out")
+    if resume or overwrite or not out.is_dir():
+        return
+    previous = RunState.load(out)
+    if previous is not None:
+        done, total = previous.finished, int(previous.data.get("epochs", 0))
+        if done >= total:
+            raise OutputExistsError(
+                out,
+                f"holds a finished run of {previous.data.get('task')!r} ({done}/{total} epochs, its {MODEL}/)",
+                "pass --overwrite to train again in its place, or choose another --out",
+            )
+        return
+    clash = [name for name in RUN_FILES if (out / name).exists()]
+    if clash:
+        raise OutputExistsError(
+            out,
+            f"holds {', '.join(clash)} but no run ({RUN_FILE})",
+            "pass --overwrite to replace them, or choose another --out",
+        )
 
 
 def _asked(root, epochs, bs, lr, num_workers, seed, dataset_kwargs, overrides) -> dict:
@@ -342,8 +411,8 @@ def _run_state(
     if previous is not None and previous.finished < int(previous.data.get("epochs", 0)):
         raise FastaiSparseError(
             f"{out}: holds an unfinished run of {previous.data.get('task')!r} "
-            f"({previous.finished}/{previous.data.get('epochs')} epochs); pass --resume to continue it or "
-            "choose another --out"
+            f"({previous.finished}/{previous.data.get('epochs')} epochs); pass --resume to continue it, "
+            "--overwrite to start over, or choose another --out"
         )
     _write_json(out / CONFIG, cfg)
     state = RunState(
@@ -390,6 +459,8 @@ def _learner_for_run(
     )
     state.data["loggers"] = {**(state.data.get("loggers") or {}), **record}
     state.data["precision"] = cfg.get("precision", "32")
+    loader = getattr(dls.train, "fake_l", dls.train)  # fastai's DataLoader runs workers through fake_l
+    state.data["workers"] = int(getattr(loader, "num_workers", 0) or 0)  # what the loaders use
     state.save()
     run_cbs = [*_run_callbacks(state, start), *log_cbs]
     if quiet:  # the CSV logger re-enables fastai's logger, so tables must be told directly

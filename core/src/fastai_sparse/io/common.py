@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import io as _io
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +26,12 @@ _PLY_RENAME_BACK = {v: k for k, v in _PLY_RENAME.items()}
 _INT64_ATTRS = ("labels", "instance")
 
 
-@contextmanager
-def _atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it over ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _atomic_path(path: PathLike):
+    """A temporary path next to ``path``, moved over it atomically on success, with the user's
+    permissions (see :func:`fastai_sparse.files.atomic_path`)."""
+    from ..files import atomic_path
+
+    return atomic_path(path, durable=False)
 
 
 def _check_xyz(xyz: np.ndarray, path: PathLike, field: str = "xyz") -> None:

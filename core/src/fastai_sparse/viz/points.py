@@ -87,7 +87,10 @@ def save_figure(fig: Any, path: str | Path, dpi: float | None = None, title: str
         from .report import write_html
 
         return write_html(fig, path, title=title or path.stem)
-    fig.savefig(path, dpi=dpi if dpi is not None else fig.dpi)
+    from ..files import atomic_path
+
+    with atomic_path(path) as tmp:  # atomic, with the user's permissions
+        fig.savefig(tmp, dpi=dpi if dpi is not None else fig.dpi, format=path.suffix[1:].lower() or "png")
     return path
 
 

@@ -195,7 +195,9 @@ class Report:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         path = d / filename
-        path.write_text(self.to_html(), encoding="utf-8")
+        from ..files import write_text
+
+        write_text(path, self.to_html())  # atomic, with the user's permissions
         return path
 
 

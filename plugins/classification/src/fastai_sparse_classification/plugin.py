@@ -65,24 +65,49 @@ def register_tasks(register):
 def register_commands(cli):
     import click
 
+    from fastai_sparse.cli import InputFile, ModelSource
     from fastai_sparse.threads import threads_option
 
     @cli.command("classify")
-    @click.argument("task_name")
-    @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+    @click.argument("task_name", metavar="TASK")
+    @click.argument("inputs", nargs=-1, required=True, type=InputFile(), metavar="INPUTS...")
     @click.option(
         "--model",
         "model_path",
         required=True,
-        type=click.Path(exists=True, dir_okay=False),
-        help="Weights written by learn.save_weights.",
+        type=ModelSource(),
+        metavar="PATH|ID",
+        help="Model folder written by `train` (RUN/model), a .safetensors or .pth weights file, or a "
+        "Hugging Face Hub model id (owner/name).",
     )
-    @click.option("--tta", type=int, default=None, help="Rotation views to vote over (default: the task's).")
-    @click.option("-k", "--top", "k", type=int, default=5, show_default=True, help="Classes to print.")
-    @click.option("--points", type=int, default=2048, show_default=True, help="Surface samples per mesh.")
+    @click.option(
+        "--tta",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Rotation views to vote over [default: the task's].",
+    )
+    @click.option(
+        "-k",
+        "--top",
+        "k",
+        type=click.IntRange(min=1),
+        default=5,
+        show_default=True,
+        metavar="N",
+        help="Classes to print per input.",
+    )
+    @click.option(
+        "--points",
+        type=click.IntRange(min=1),
+        default=2048,
+        show_default=True,
+        metavar="N",
+        help="Surface samples per mesh.",
+    )
     @threads_option()
     def classify(task_name, inputs, model_path, tta, k, points):
-        """Print the top-k classes of shape files (meshes are sampled on their surface)."""
+        """Print the top-k classes of the shape files INPUTS (meshes are sampled on their surface)."""
         from .predict import classify_files
 
         for src, top in classify_files(task_name, model_path, inputs, tta=tta, k=k, points=points):

@@ -62,11 +62,13 @@ def confusion_matrix_of(learn: Any, dl: Any = None, tta: int = 1) -> np.ndarray:
 def classify_files(
     task: Any, model_path: str | Path, inputs: Any, *, tta: int | None = None, k: int = 5, points: int = 2048
 ) -> Any:
-    """Yield ``(input path, top-k pairs)`` for shape files with weights from ``learn.save_weights``.
+    """Yield ``(input path, top-k pairs)`` for shape files with a model folder, a weights file
+    or a Hugging Face Hub model id (see :func:`fastai_sparse.hub.pretrained_path`).
 
     task: a Task or a registered task name. A :class:`~fastai_sparse_classification.tasks.MeshFolderTask`
     without classes takes them from the weights file.
     """
+    from fastai_sparse.hub import pretrained_path
     from fastai_sparse.learner import read_weights
     from fastai_sparse.prediction import Predictor
     from fastai_sparse.registry import get_task
@@ -74,6 +76,7 @@ def classify_files(
     from .tasks import MeshFolderTask
 
     task = get_task(task) if isinstance(task, str) else task
+    model_path = pretrained_path(model_path)
     if isinstance(task, MeshFolderTask) and task.class_names is None:
         task = task.with_classes(read_weights(model_path).get("class_names") or ())
     predictor = Predictor.from_weights(task, model_path)

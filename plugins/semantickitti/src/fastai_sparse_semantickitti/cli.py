@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from fastai_sparse.cli import InputFile, ModelSource
 from fastai_sparse.threads import threads_option
 
 
@@ -31,8 +32,9 @@ def semantickitti():
 
 
 @semantickitti.command("classes")
-@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None, help="Data root.")
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="DIR",
+              help="Data root.")  # fmt: skip
+@click.option("--config", type=InputFile("label configuration"), default=None, metavar="FILE",
               help="A semantic-kitti.yaml (default: ROOT's, else the plugin's copy).")  # fmt: skip
 def classes(root, config):
     """List the learning classes: index, name, raw id written, raw ids mapped to it."""
@@ -48,18 +50,26 @@ def classes(root, config):
 
 
 @semantickitti.command("predict")
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path, exists=True),
-              help="Model folder written by `train` (RUN/model), or a weights file.")  # fmt: skip
-@click.option("--root", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+@click.option("--model", "model_path", required=True, type=ModelSource(), metavar="PATH|ID",
+              help="Model folder written by `train` (RUN/model), a .safetensors or .pth weights file, "
+              "or a Hugging Face Hub model id (owner/name).")  # fmt: skip
+@click.option("--root", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="DIR",
               help="Data root (holding sequences/).")  # fmt: skip
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
               help="Submission folder: gets sequences/NN/predictions/*.label.")  # fmt: skip
 @click.option(
-    "--sequences", default="11-21", show_default=True, help="Sequences to predict (e.g. 08 or 11-21)."
+    "--sequences",
+    default="11-21",
+    show_default=True,
+    metavar="SEQS",
+    help="Sequences to predict (e.g. 08 or 11-21).",
 )
-@click.option("--task", "task_name", default="semantickitti-seg", show_default=True)
-@click.option("--tta", type=int, default=None, help="Augmented views to average (default: the task's).")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
+@click.option("--task", "task_name", default="semantickitti-seg", show_default=True, metavar="TASK",
+              help="The task the weights were trained for.")  # fmt: skip
+@click.option("--tta", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Augmented views to average [default: the task's].")  # fmt: skip
+@click.option("--device", default=None, metavar="DEVICE",
+              help="Device: cpu, cuda, cuda:1 ... [default: cuda when available].")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace prediction files that exist already.")
 @click.option("--skip-existing", is_flag=True, help="Keep complete prediction files (resume a stopped run).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -94,13 +104,19 @@ def predict(model_path, root, out, sequences, task_name, tta, device, overwrite,
 
 
 @semantickitti.command("check")
-@click.argument("predictions", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--root", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+@click.argument(
+    "predictions", type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="PREDICTIONS"
+)
+@click.option("--root", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="DIR",
               help="Data root whose sequences/NN/velodyne scans were predicted.")  # fmt: skip
 @click.option(
-    "--sequences", default="11-21", show_default=True, help="Sequences to check (e.g. 08 or 11-21)."
+    "--sequences",
+    default="11-21",
+    show_default=True,
+    metavar="SEQS",
+    help="Sequences to check (e.g. 08 or 11-21).",
 )
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--config", type=InputFile("label configuration"), default=None, metavar="FILE",
               help="A semantic-kitti.yaml saying which raw ids are valid (default: ROOT's, else the plugin's).")  # fmt: skip
 @click.option("--sizes-only", is_flag=True, help="Check file sizes only (do not read the ids).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")

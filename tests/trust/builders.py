@@ -1,0 +1,266 @@
+"""Small named builders of bad (and good) inputs for the trust tests.
+
+Each builder takes the test's temporary folder and returns a dict of names to use in a
+catalogue row's command line (``{name}``), e.g. ``{"room": ".../room.ply"}``. Builders that
+need torch import it inside; weights files are made once per session from an untrained model
+(a prediction's quality does not matter here, only what is read and written).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_CACHE: dict[str, Path] = {}
+_SESSION_DIR: list[Path] = []
+
+
+def _session_dir() -> Path:
+    if not _SESSION_DIR:
+        import tempfile
+
+        _SESSION_DIR.append(Path(tempfile.mkdtemp(prefix="trust-catalogue-")))
+    return _SESSION_DIR[0]
+
+
+def weights_file(task_name: str) -> Path:
+    """An untrained weights file for ``task_name`` in the ``save_weights`` format (cached)."""
+    if task_name not in _CACHE:
+        import torch
+
+        from fastai_sparse import get_task
+        from fastai_sparse.learner import WEIGHTS_FORMAT
+
+        torch.manual_seed(0)
+        task = get_task(task_name)
+        model = task.build_model(task.make_voxelizer().num_features)
+        path = _session_dir() / f"{task_name}.pth"
+        torch.save(
+            {
+                "format": WEIGHTS_FORMAT,
+                "task": task.name,
+                "class_names": task.class_names,
+                "model": type(model).__name__,
+                "state_dict": model.state_dict(),
+            },
+            path,
+        )
+        _CACHE[task_name] = path
+    return _CACHE[task_name]
+
+
+def room_cloud(points: int = 400, seed: int = 0):
+    """A small synthetic room (xyz, rgb, labels) as a PointCloud."""
+    from fastai_sparse.builtin.synthetic import SyntheticRooms
+
+    key = f"room-{points}-{seed}"
+    if key not in _CACHE:
+        _CACHE[key] = SyntheticRooms(n=1, split="test", points=points, seed=seed)[0]
+    return _CACHE[key]
+
+
+def write_room(path: Path, points: int = 400) -> Path:
+    from fastai_sparse import io
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.write_ply(path, room_cloud(points))
+    return path
+
+
+# -- builders: tmp -> names ------------------------------------------------------------------
+def rooms_weights(tmp: Path) -> dict:
+    """``{weights}``: weights of synthetic-rooms-seg, copied into the test folder."""
+    dst = tmp / "model.pth"
+    shutil.copy(weights_file("synthetic-rooms-seg"), dst)
+    return {"weights": str(dst)}
+
+
+def shapes_weights(tmp: Path) -> dict:
+    """``{shapes_weights}``: weights of synthetic-shapes-cls (another task)."""
+    dst = tmp / "shapes.pth"
+    shutil.copy(weights_file("synthetic-shapes-cls"), dst)
+    return {"shapes_weights": str(dst)}
+
+
+def parts_weights(tmp: Path) -> dict:
+    """``{parts_weights}``: weights of shapenet-part-synthetic (needs the ShapeNet plugin)."""
+    pytest.importorskip("fastai_sparse_shapenet")
+    dst = tmp / "parts.pth"
+    shutil.copy(weights_file("shapenet-part-synthetic"), dst)
+    return {"parts_weights": str(dst)}
+
+
+def room(tmp: Path) -> dict:
+    """``{room}``: a valid PLY room ``room.ply``."""
+    return {"room": str(write_room(tmp / "room.ply"))}
+
+
+def versioned_rooms(tmp: Path) -> dict:
+    """``{v1}``, ``{v2}``, ``{v3}``: ``room.v1.ply`` ... (same stem before the version)."""
+    return {f"v{i}": str(write_room(tmp / f"room.v{i}.ply")) for i in (1, 2, 3)}
+
+
+def rooms_in_two_folders(tmp: Path) -> dict:
+    """``{a}``, ``{b}``: ``a/room.ply`` and ``b/room.ply`` (same name, different folders)."""
+    return {"a": str(write_room(tmp / "a" / "room.ply")), "b": str(write_room(tmp / "b" / "room.ply"))}
+
+
+def pred_named_input(tmp: Path) -> dict:
+    """``{scan}``, ``{scan_pred}``: ``scan.ply`` and an input named ``scan.pred.ply``."""
+    return {"scan": str(write_room(tmp / "scan.ply")), "scan_pred": str(write_room(tmp / "scan.pred.ply"))}
+
+
+def existing_output(tmp: Path) -> dict:
+    """``{existing}``: ``old.ply``, an earlier output that must survive."""
+    p = tmp / "old.ply"
+    p.write_text("ply\nan earlier result the user keeps\n")
+    return {"existing": str(p)}
+
+
+def input_symlink(tmp: Path) -> dict:
+    """``{link}``: a symbolic link to ``room.ply`` (``room`` must be built first)."""
+    link = tmp / "link.ply"
+    link.symlink_to(tmp / "room.ply")
+    return {"link": str(link)}
+
+
+def input_hardlink(tmp: Path) -> dict:
+    """``{hard}``: a hard link of ``room.ply`` (``room`` must be built first)."""
+    hard = tmp / "hard.ply"
+    os.link(tmp / "room.ply", hard)
+    return {"hard": str(hard)}
+
+
+def fifo(tmp: Path) -> dict:
+    """``{fifo}``: a named pipe ``pipe.ply`` (reading it would block forever)."""
+    p = tmp / "pipe.ply"
+    os.mkfifo(p)
+    return {"fifo": str(p)}
+
+
+def folder_named_ply(tmp: Path) -> dict:
+    """``{folder}``: a folder named ``scans.ply``."""
+    p = tmp / "scans.ply"
+    p.mkdir()
+    return {"folder": str(p)}
+
+
+def empty_files(tmp: Path) -> dict:
+    """``{empty_ply}``, ``{empty_pth}``, ``{empty_off}``: 0-byte files."""
+    out = {}
+    for ext in ("ply", "pth", "off"):
+        p = tmp / f"empty.{ext}"
+        p.touch()
+        out[f"empty_{ext}"] = str(p)
+    return out
+
+
+def truncated_ply(tmp: Path) -> dict:
+    """``{truncated}``: a binary PLY cut in the middle of its vertex data."""
+    full = write_room(tmp / "full.ply")
+    data = full.read_bytes()
+    p = tmp / "truncated.ply"
+    p.write_bytes(data[: len(data) // 2])
+    return {"truncated": str(p)}
+
+
+def header_only_ply(tmp: Path) -> dict:
+    """``{header_only}``: an ASCII PLY that declares 10 vertices and holds none."""
+    p = tmp / "header.ply"
+    p.write_text("ply\nformat ascii 1.0\nelement vertex 10\nproperty float x\nproperty float y\n"
+                 "property float z\nend_header\n")  # fmt: skip
+    return {"header_only": str(p)}
+
+
+def not_a_ply(tmp: Path) -> dict:
+    """``{csv_ply}``: a CSV file renamed ``points.ply``; ``{junk_txt}``: binary bytes named ``.txt``."""
+    p = tmp / "points.ply"
+    p.write_text("x,y,z\n0,0,0\n1,1,1\n")
+    q = tmp / "junk.txt"
+    q.write_bytes(bytes(range(256)) * 4)
+    return {"csv_ply": str(p), "junk_txt": str(q)}
+
+
+def unknown_extension(tmp: Path) -> dict:
+    """``{xyz}``: a point file with an extension no reader knows (``cloud.xyz``)."""
+    p = tmp / "cloud.xyz"
+    p.write_text("0 0 0\n1 1 1\n")
+    return {"xyz": str(p)}
+
+
+def unreadable(tmp: Path) -> dict:
+    """``{unreadable}``: a file the user cannot read (root reads everything, so a write-only
+    kernel file stands in when running as root)."""
+    if os.geteuid() != 0:
+        p = tmp / "secret.ply"
+        p.write_text("ply\n")
+        p.chmod(0)
+        return {"unreadable": str(p)}
+    p = Path("/proc/sys/vm/drop_caches")
+    try:
+        p.open("rb").close()
+    except PermissionError:
+        return {"unreadable": str(p)}
+    pytest.skip("no unreadable file available to root on this machine")
+
+
+def bad_weights(tmp: Path) -> dict:
+    """``{truncated_pth}`` (half a weights file), ``{dict_pth}`` (a torch file of something
+    else), ``{random_bin}`` (random bytes), ``{evil_pth}`` (a pickle that would create
+    ``{evil_marker}`` if it were run)."""
+    import pickle
+
+    import torch
+
+    data = weights_file("synthetic-rooms-seg").read_bytes()
+    (tmp / "truncated.pth").write_bytes(data[: len(data) // 3])
+    torch.save({"weights": 1}, tmp / "dict.pth")
+    (tmp / "random.bin").write_bytes(np.random.default_rng(0).bytes(4096))
+    marker = tmp / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp / "evil.pth").write_bytes(pickle.dumps(Evil(), protocol=2))
+    return {
+        "truncated_pth": str(tmp / "truncated.pth"),
+        "dict_pth": str(tmp / "dict.pth"),
+        "random_bin": str(tmp / "random.bin"),
+        "evil_pth": str(tmp / "evil.pth"),
+        "evil_marker": str(marker),
+    }
+
+
+def user_folder(tmp: Path) -> dict:
+    """``{user_dir}``: a folder holding a user's file ``thesis.txt`` (not a report, not a run)."""
+    d = tmp / "mine"
+    d.mkdir()
+    (d / "thesis.txt").write_text("three years of work\n")
+    return {"user_dir": str(d), "user_thesis": str(d / "thesis.txt")}
+
+
+def a_file(tmp: Path) -> dict:
+    """``{file}``: a plain text file ``notes.txt`` (where a folder is expected)."""
+    p = tmp / "notes.txt"
+    p.write_text("notes\n")
+    return {"file": str(p)}
+
+
+def shape_file(tmp: Path) -> dict:
+    """``{shape}``: a ShapeNet-style ``x y z nx ny nz`` text file outside any ``<synset>/`` folder."""
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(size=(200, 3))
+    normals = xyz / np.linalg.norm(xyz, axis=1, keepdims=True)
+    p = tmp / "shape.txt"
+    np.savetxt(p, np.hstack([xyz, normals]), fmt="%.5f")
+    return {"shape": str(p)}
+
+
+def mode_of(path: str | Path) -> int:
+    return stat.S_IMODE(Path(path).stat().st_mode)
