@@ -28,30 +28,32 @@ def _session_dir() -> Path:
     return _SESSION_DIR[0]
 
 
-def weights_file(task_name: str) -> Path:
-    """An untrained weights file for ``task_name`` in the ``save_weights`` format (cached)."""
-    if task_name not in _CACHE:
+def weights_file(task_name: str, kind: str = "safetensors") -> Path:
+    """Untrained weights of ``task_name`` as ``save_weights`` / ``save_pretrained`` write them
+    (cached): ``kind`` ``"safetensors"`` (one file), ``"pth"`` (the older torch format) or
+    ``"folder"`` (a model folder)."""
+    key = f"{task_name}:{kind}"
+    if key not in _CACHE:
         import torch
 
         from fastai_sparse import get_task
-        from fastai_sparse.learner import WEIGHTS_FORMAT
+        from fastai_sparse.weights import model_document, write_legacy, write_model_folder, write_weights
 
         torch.manual_seed(0)
         task = get_task(task_name)
-        model = task.build_model(task.make_voxelizer().num_features)
-        path = _session_dir() / f"{task_name}.pth"
-        torch.save(
-            {
-                "format": WEIGHTS_FORMAT,
-                "task": task.name,
-                "class_names": task.class_names,
-                "model": type(model).__name__,
-                "state_dict": model.state_dict(),
-            },
-            path,
+        channels = task.make_voxelizer().num_features
+        model = task.build_model(channels)
+        doc = model_document(
+            task=task.name,
+            class_names=task.class_names,
+            config=task.config(),
+            in_channels=channels,
+            model=type(model).__name__,
         )
-        _CACHE[task_name] = path
-    return _CACHE[task_name]
+        write = {"safetensors": write_weights, "pth": write_legacy, "folder": write_model_folder}[kind]
+        suffix = {"safetensors": ".safetensors", "pth": ".pth", "folder": ""}[kind]
+        _CACHE[key] = write(_session_dir() / f"{task_name}{suffix}", model.state_dict(), doc)
+    return _CACHE[key]
 
 
 def room_cloud(points: int = 400, seed: int = 0):
@@ -74,15 +76,34 @@ def write_room(path: Path, points: int = 400) -> Path:
 
 # -- builders: tmp -> names ------------------------------------------------------------------
 def rooms_weights(tmp: Path) -> dict:
-    """``{weights}``: weights of synthetic-rooms-seg, copied into the test folder."""
-    dst = tmp / "model.pth"
+    """``{weights}``: weights of synthetic-rooms-seg (``model.safetensors``), copied into the test folder."""
+    dst = tmp / "model.safetensors"
     shutil.copy(weights_file("synthetic-rooms-seg"), dst)
     return {"weights": str(dst)}
 
 
+def rooms_legacy_weights(tmp: Path) -> dict:
+    """``{legacy}``: weights of synthetic-rooms-seg in the older ``.pth`` format (``model.pth``)."""
+    dst = tmp / "model.pth"
+    shutil.copy(weights_file("synthetic-rooms-seg", "pth"), dst)
+    return {"legacy": str(dst)}
+
+
+def rooms_model_folder(tmp: Path) -> dict:
+    """``{model_dir}``: a model folder of synthetic-rooms-seg (``model/`` as ``train`` writes it);
+    ``{model_weights}``, ``{model_config}``: its files."""
+    dst = tmp / "model"
+    shutil.copytree(weights_file("synthetic-rooms-seg", "folder"), dst)
+    return {
+        "model_dir": str(dst),
+        "model_weights": str(dst / "model.safetensors"),
+        "model_config": str(dst / "config.json"),
+    }
+
+
 def shapes_weights(tmp: Path) -> dict:
     """``{shapes_weights}``: weights of synthetic-shapes-cls (another task)."""
-    dst = tmp / "shapes.pth"
+    dst = tmp / "shapes.safetensors"
     shutil.copy(weights_file("synthetic-shapes-cls"), dst)
     return {"shapes_weights": str(dst)}
 
@@ -90,7 +111,7 @@ def shapes_weights(tmp: Path) -> dict:
 def parts_weights(tmp: Path) -> dict:
     """``{parts_weights}``: weights of shapenet-part-synthetic (needs the ShapeNet plugin)."""
     pytest.importorskip("fastai_sparse_shapenet")
-    dst = tmp / "parts.pth"
+    dst = tmp / "parts.safetensors"
     shutil.copy(weights_file("shapenet-part-synthetic"), dst)
     return {"parts_weights": str(dst)}
 
@@ -210,16 +231,21 @@ def unreadable(tmp: Path) -> dict:
 
 
 def bad_weights(tmp: Path) -> dict:
-    """``{truncated_pth}`` (half a weights file), ``{dict_pth}`` (a torch file of something
-    else), ``{random_bin}`` (random bytes), ``{evil_pth}`` (a pickle that would create
-    ``{evil_marker}`` if it were run)."""
+    """``{truncated_pth}`` (half an older weights file), ``{truncated_st}`` (a third of a
+    safetensors file), ``{dict_pth}`` (a torch file of something else), ``{bare_st}`` (a
+    safetensors file without fastai-sparse metadata), ``{random_bin}`` (random bytes),
+    ``{evil_pth}`` (a pickle that would create ``{evil_marker}`` if it were run)."""
     import pickle
 
     import torch
+    from safetensors.torch import save_file
 
-    data = weights_file("synthetic-rooms-seg").read_bytes()
+    data = weights_file("synthetic-rooms-seg", "pth").read_bytes()
     (tmp / "truncated.pth").write_bytes(data[: len(data) // 3])
+    data = weights_file("synthetic-rooms-seg").read_bytes()
+    (tmp / "truncated.safetensors").write_bytes(data[: len(data) // 3])
     torch.save({"weights": 1}, tmp / "dict.pth")
+    save_file({"w": torch.zeros(2)}, str(tmp / "bare.safetensors"))
     (tmp / "random.bin").write_bytes(np.random.default_rng(0).bytes(4096))
     marker = tmp / "PWNED"
 
@@ -230,7 +256,9 @@ def bad_weights(tmp: Path) -> dict:
     (tmp / "evil.pth").write_bytes(pickle.dumps(Evil(), protocol=2))
     return {
         "truncated_pth": str(tmp / "truncated.pth"),
+        "truncated_st": str(tmp / "truncated.safetensors"),
         "dict_pth": str(tmp / "dict.pth"),
+        "bare_st": str(tmp / "bare.safetensors"),
         "random_bin": str(tmp / "random.bin"),
         "evil_pth": str(tmp / "evil.pth"),
         "evil_marker": str(marker),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ from .builders import (
     pred_named_input,
     room,
     rooms_in_two_folders,
+    rooms_legacy_weights,
+    rooms_model_folder,
     rooms_weights,
     shape_file,
     shapes_weights,
@@ -66,12 +69,26 @@ from .builders import (
 
 
 def finished_run(tmp: Path) -> dict:
-    """``{run}``: a run folder holding a finished 2-epoch run (``{run_json}``, ``{run_model}``)."""
+    """``{run}``: a run folder holding a finished 2-epoch run (``{run_json}``, ``{run_model}``:
+    its ``model/model.safetensors``)."""
     run = tmp / "run"
-    run.mkdir()
+    (run / "model").mkdir(parents=True)
     (run / "run.json").write_text('{"task": "synthetic-rooms-seg", "epochs": 2, "finished_epochs": 2}')
-    (run / "model.pth").write_bytes(b"PK\x03\x04 two hours of training")
-    return {"run": str(run), "run_json": str(run / "run.json"), "run_model": str(run / "model.pth")}
+    model = run / "model" / "model.safetensors"
+    model.write_bytes(b"\x10\0\0\0\0\0\0\0{} two hours of training")
+    return {"run": str(run), "run_json": str(run / "run.json"), "run_model": str(model)}
+
+
+def _config_file(tmp: Path, **changes) -> str:
+    """``cfg.json``: synthetic-rooms-seg's configuration with ``changes``."""
+    import json
+
+    from fastai_sparse import get_task
+
+    cfg = {**get_task("synthetic-rooms-seg").config(), **changes}
+    path = tmp / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -151,16 +168,38 @@ ROWS: list[Row] = [
         (rooms_weights, lambda t: (t / "dangling.ply").symlink_to(t / "gone.ply") or {})),
     Row("input-symlink-to-fifo", f"{PREDICT} {{tmp}}/l.ply", "is a FIFO", 2,
         (rooms_weights, fifo, lambda t: (t / "l.ply").symlink_to(t / "pipe.ply") or {})),
-    # -- weights -----------------------------------------------------------------------------
-    Row("weights-missing", "predict synthetic-rooms-seg --model {tmp}/nope.pth {room}", "nope.pth: no such weights file", 2, (room,)),
-    Row("weights-folder", "predict synthetic-rooms-seg --model {tmp} {room}", "is a folder, not a file; pass the weights file itself", 2, (room,)),
+    # -- models: folders, weights files, Hub ids ---------------------------------------------
+    Row("model-missing", "predict synthetic-rooms-seg --model {tmp}/nope.pth {room}",
+        "nope.pth: no such model folder or weights file (nor a Hugging Face Hub id owner/name)", 2, (room,)),
+    Row("model-missing-relative", "predict synthetic-rooms-seg --model runs/x/model {room}",
+        "runs/x/model: no such model folder or weights file", 2, (room,)),
+    Row("model-folder-without-weights", "predict synthetic-rooms-seg --model {tmp} {room}",
+        "a folder without model.safetensors", 1, (room,)),
+    Row("model-run-folder-named", "predict synthetic-rooms-seg --model {tmp} {room}",
+        "it looks like a run folder: its model is", 1, (room, rooms_model_folder)),
+    Row("model-folder-works", "predict synthetic-rooms-seg --model {model_dir} {room}", "room.pred.ply", 0,
+        (room, rooms_model_folder), keeps=("model_weights", "model_config"), present=("{tmp}/room.pred.ply",)),
+    Row("model-legacy-pth-works", "predict synthetic-rooms-seg --model {legacy} {room}", "room.pred.ply", 0,
+        (room, rooms_legacy_weights), keeps=("legacy",), present=("{tmp}/room.pred.ply",)),
+    Row("model-hub-id-not-cached-offline", "predict synthetic-rooms-seg --model nobody-fs/no-such-model {room}",
+        "nobody-fs/no-such-model: no such local file or folder", 1, (room,), env={"HF_HUB_OFFLINE": "1"},
+        needs="huggingface_hub"),
+    Row("output-is-the-model-folder-weights", "predict synthetic-rooms-seg --model {model_dir} {room} -o {model_weights} --overwrite",
+        "would replace the input", 1, (room, rooms_model_folder), keeps=("model_weights",)),
     Row("weights-empty", "predict synthetic-rooms-seg --model {empty_pth} {room}", "the weights file is empty", 2, (room, empty_files)),
     Row("weights-is-a-ply", "predict synthetic-rooms-seg --model {room} {room}", "room.ply: is not a weights file (it starts with b'ply", 2, (room,)),
     Row("weights-fifo", "predict synthetic-rooms-seg --model {fifo} {room}", "is a FIFO", 2, (room, fifo)),
+    Row("weights-fifo-named-safetensors", "predict synthetic-rooms-seg --model {tmp}/p.safetensors {room}", "is a FIFO", 2,
+        (room, lambda t: os.mkfifo(t / "p.safetensors") or {})),
     Row("weights-truncated", "predict synthetic-rooms-seg --model {truncated_pth} {room}", "truncated.pth: not a readable weights file", 1, (room, bad_weights)),
+    Row("weights-truncated-safetensors", "predict synthetic-rooms-seg --model {truncated_st} {room}",
+        "truncated.safetensors: not a readable safetensors file", 1, (room, bad_weights)),
+    Row("weights-safetensors-of-something-else", "predict synthetic-rooms-seg --model {bare_st} {room}",
+        "a safetensors file without fastai-sparse metadata", 1, (room, bad_weights)),
     Row("weights-other-object", "predict synthetic-rooms-seg --model {dict_pth} {room}", "expected a fastai-sparse weights file", 1, (room, bad_weights)),
     Row("weights-random-bytes", "predict synthetic-rooms-seg --model {random_bin} {room}", "random.bin: is not a weights file", 2, (room, bad_weights)),
-    Row("weights-run-no-code", "predict synthetic-rooms-seg --model {evil_pth} {room}", "evil.pth: not a readable weights file", 1,
+    Row("weights-run-no-code", "predict synthetic-rooms-seg --model {evil_pth} {room}",
+        "evil.pth: refused: the file holds pickled Python objects, not only tensors (it asks for", 1,
         (room, bad_weights), absent=("evil_marker",)),
     Row("weights-of-another-task", "predict synthetic-rooms-seg --model {shapes_weights} {room}",
         "trained for task 'synthetic-shapes-cls', not 'synthetic-rooms-seg'", 1, (room, shapes_weights)),
@@ -224,6 +263,13 @@ ROWS: list[Row] = [
     Row("train-seed-negative", "train synthetic-rooms-seg --seed -1 --out {tmp}/run", "Invalid value for '--seed'", 2),
     Row("train-root-missing", "train synthetic-rooms-seg --root {tmp}/data --out {tmp}/run", "data: no such dataset folder", 2),
     Row("train-root-is-a-file", "train synthetic-rooms-seg --root {file} --out {tmp}/run", "notes.txt: is a file, not a folder", 2, (a_file,)),
+    Row("train-set-epochs-zero", "train synthetic-rooms-seg --set epochs=0 --out {tmp}/run",
+        "epochs: must be at least 1, got 0", 1, absent=("{tmp}/run",)),
+    Row("train-set-lr-zero", "train synthetic-rooms-seg --set lr=0 --out {tmp}/run",
+        "lr: must be > 0, got 0", 1, absent=("{tmp}/run",)),
+    Row("train-config-lr-zero", "train --config {cfg} --out {tmp}/run", "cfg.json: lr: must be > 0, got 0.0", 1,
+        (lambda t: {"cfg": _config_file(t, lr=0.0)},), absent=("{tmp}/run",)),
+    Row("train-config-is-a-fifo", "train --config {fifo} --out {tmp}/run", "pipe.ply: is a FIFO", 2, (fifo,), absent=("{tmp}/run",)),
     Row("train-resume-nothing", "train synthetic-rooms-seg --resume --out {tmp}/run", "nothing to resume", 1),
     Row("demo-epochs-zero", "demo --epochs 0 --out {tmp}/report", "Invalid value for '--epochs'", 2, absent=("{tmp}/report",)),
     Row("demo-seed-negative", "demo --seed -5 --out {tmp}/report", "Invalid value for '--seed'", 2),
@@ -233,7 +279,7 @@ ROWS: list[Row] = [
     Row("models-in-channels-zero", "models --in-channels 0", "Invalid value for '--in-channels'", 2),
     # -- run and report folders ------------------------------------------------------------------
     Row("train-out-finished-run", "train synthetic-rooms-seg --epochs 1 --out {run}",
-        "holds a finished run of 'synthetic-rooms-seg' (2/2 epochs, its model.pth); pass --overwrite", 1,
+        "holds a finished run of 'synthetic-rooms-seg' (2/2 epochs, its model/); pass --overwrite", 1,
         (finished_run,), keeps=("run_model", "run_json")),
     Row("train-out-unfinished-run", "train synthetic-rooms-seg --epochs 1 --out {run}",
         "pass --resume to continue it, --overwrite to start over", 1,
@@ -241,8 +287,8 @@ ROWS: list[Row] = [
             '{"task": "synthetic-rooms-seg", "epochs": 5, "finished_epochs": 2}') and {}),
         keeps=("run_model",)),
     Row("train-out-holds-a-model", "train synthetic-rooms-seg --epochs 1 --out {tmp}",
-        "holds model.pth but no run (run.json); pass --overwrite", 1,
-        (rooms_weights,), keeps=("weights",)),
+        "holds model but no run (run.json); pass --overwrite", 1,
+        (rooms_model_folder,), keeps=("model_weights", "model_config")),
     Row("train-out-is-a-file", "train synthetic-rooms-seg --epochs 1 --out {file}", "notes.txt: is a file, not a folder", 1,
         (a_file,), keeps=("file",)),
     Row("train-resume-other-task", "train synthetic-shapes-cls --resume --out {run}", "holds a run of task 'synthetic-rooms-seg'", 1,
@@ -262,7 +308,7 @@ ROWS: list[Row] = [
     Row("plugins-off-no-command", "classify modelnet40-cls --model {weights} {room}", "No such command 'classify'", 2, R,
         env={"FASTAI_SPARSE_PLUGINS": "none"}),
     # -- plugin commands ---------------------------------------------------------------------------
-    Row("classify-missing-model", "classify mesh-folder-cls --model {tmp}/nope.pth {room}", "no such weights file", 2, (room,),
+    Row("classify-missing-model", "classify mesh-folder-cls --model {tmp}/nope.pth {room}", "no such model folder or weights file", 2, (room,),
         needs="fastai_sparse_classification"),
     Row("classify-unknown-task", "classify mesh-folder-clz --model {weights} {room}", "unknown task 'mesh-folder-clz'", 1, R,
         needs="fastai_sparse_classification"),

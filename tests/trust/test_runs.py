@@ -21,10 +21,13 @@ def rooms():
     return get_task("synthetic-rooms-seg")
 
 
+TRAINED = b"\x10\0\0\0\0\0\0\0{} two hours of training"
+
+
 def _finished_run(folder, task="synthetic-rooms-seg"):
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model").mkdir(parents=True, exist_ok=True)
     (folder / "run.json").write_text(json.dumps({"task": task, "epochs": 2, "finished_epochs": 2}))
-    (folder / "model.pth").write_bytes(b"PK\x03\x04 two hours of training")
+    (folder / "model" / "model.safetensors").write_bytes(TRAINED)
     return folder
 
 
@@ -57,14 +60,20 @@ def test_a_finished_run_is_not_replaced_without_overwrite(rooms, tmp_path):
         OutputExistsError, match=r"holds a finished run of 'synthetic-rooms-seg' \(2/2 epochs"
     ):
         train_task(rooms, out=run, epochs=1)
-    assert (run / "model.pth").read_bytes() == b"PK\x03\x04 two hours of training"
+    assert (run / "model" / "model.safetensors").read_bytes() == TRAINED
 
 
 def test_files_with_a_runs_names_are_not_replaced(rooms, tmp_path):
     from fastai_sparse.training import train_task
 
-    (tmp_path / "model.pth").write_bytes(b"PK\x03\x04 mine")
-    with pytest.raises(OutputExistsError, match=r"holds model\.pth but no run"):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.safetensors").write_bytes(TRAINED)
+    with pytest.raises(OutputExistsError, match=r"holds model but no run"):
+        train_task(rooms, out=tmp_path, epochs=1)
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == TRAINED
+    (tmp_path / "model").rename(tmp_path / "mine")
+    (tmp_path / "history.csv").write_text("mine\n")
+    with pytest.raises(OutputExistsError, match=r"holds history\.csv but no run"):
         train_task(rooms, out=tmp_path, epochs=1)
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputConflictError, match="is a file, not a folder"):
@@ -85,7 +94,8 @@ def test_run_json_records_the_values_used_and_overwrite_starts_again(rooms, tmp_
     assert recorded["epochs"] == 1 and recorded["finished_epochs"] == 1
     assert recorded["bs"] == rooms.defaults["bs"] and recorded["lr"] == rooms.defaults["lr"]
     assert recorded["workers"] == 0 and recorded["seed"] == 0
-    assert (run / "model.pth").read_bytes() != b"PK\x03\x04 two hours of training"
+    assert (run / "model" / "model.safetensors").read_bytes() != TRAINED
+    assert json.loads((run / "config.json").read_text())["epochs"] == 1
     assert result["metrics"]
 
 

@@ -44,7 +44,7 @@ def is_hub_id(text: str) -> bool:
 def check_model_source(path_or_id: str | os.PathLike) -> Path | str:
     """What a user passed as a model, checked before any work: an existing local path is
     returned as a :class:`~pathlib.Path` when it is a readable folder or a readable, non-empty
-    regular file (``.safetensors`` and ``.pth`` files must start like one; a FIFO or a device is
+    regular file that starts like a safetensors or a torch file (a FIFO or a device is
     refused without being opened); text that is no local path but has the form of a Hub id
     (``owner/name``, or ``hf://owner/name``) is returned as it is, for :func:`pretrained_path`.
     Anything else raises :class:`~fastai_sparse.errors.InputFileError`. Nothing is downloaded.
@@ -57,7 +57,18 @@ def check_model_source(path_or_id: str | os.PathLike) -> Path | str:
     if not text.startswith("hf://") and (path.exists() or path.is_symlink()):
         if path.is_dir():
             return check_input_dir(path, "model folder")
-        return check_input_file(path, "weights file")
+        path = check_input_file(path, "weights file")
+        from .weights import sniff
+
+        if sniff(path) == "unknown":
+            with open(path, "rb") as f:
+                head = f.read(8)
+            raise InputFileError(
+                path,
+                f"is not a weights file (it starts with {head!r})",
+                "pass a model folder, or a .safetensors or .pth file written by fastai-sparse",
+            )
+        return path
     if is_hub_id(text):
         return text
     raise InputFileError(

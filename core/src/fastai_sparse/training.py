@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 import sys
 import time
 from pathlib import Path
@@ -156,11 +155,12 @@ def train_task(
     finished run or files with a run's names, unless ``overwrite=True``. ``epochs``, ``bs``,
     ``lr`` and ``seed`` outside their meaning (0 or negative epochs or batch size, a learning
     rate that is not a finite number above 0, a negative seed) are an
-    :class:`~fastai_sparse.errors.OptionError` (also when they come from ``config`` or
-    ``overrides``), never a default. ``cbs`` are extra fastai callbacks. ``precision``:
-    ``"32"``, ``"bf16"`` or ``"fp16"`` (:mod:`fastai_sparse.precision`); ``loggers``:
-    ``"csv,tensorboard,wandb"`` or a list (:mod:`fastai_sparse.loggers`); both are overrides too
-    (config keys ``precision`` and ``loggers``), checked before anything is written.
+    :class:`~fastai_sparse.errors.OptionError` (a
+    :class:`~fastai_sparse.errors.ConfigError` when they come from ``config`` or ``overrides``),
+    never a default. ``cbs`` are extra fastai callbacks. ``precision``: ``"32"``, ``"bf16"`` or
+    ``"fp16"`` (:mod:`fastai_sparse.precision`); ``loggers``: ``"csv,tensorboard,wandb"`` or a
+    list (:mod:`fastai_sparse.loggers`); both are overrides too (config keys ``precision`` and
+    ``loggers``), checked before anything is written.
 
     Steps: :func:`_run_config` (the configuration and the task it describes), :func:`_run_state`
     (a new ``run.json`` and ``config.json``, or the recorded ones to resume), :func:`_learner_for_run`
@@ -182,7 +182,6 @@ def train_task(
         cfg, task = _resume_config(task, config, asked, out, previous)
     else:
         cfg, task = _run_config(task, config, asked)
-    _check_options({k: cfg[k] for k in ("epochs", "bs", "lr", "seed")}, source=config)
     _check_run_settings(cfg)
     out.mkdir(parents=True, exist_ok=True)
     state = _run_state(task, out, cfg, resume, previous, dataset_kwargs)
@@ -228,11 +227,10 @@ def _check_run_settings(cfg: dict) -> None:
     check_precision(cfg.get("precision", "32"), default_device())
 
 
-def _check_options(values: dict, source: Any = None) -> None:
+def _check_options(values: dict) -> None:
     """epochs and bs are whole numbers of at least 1, lr a finite number above 0, seed >= 0
-    (``None``: the task's or the config's). ``source``: the config file the values come from,
-    named in the message."""
-    where = f"{source}: " if isinstance(source, (str, Path)) else ""
+    (``None``: the task's or the config's). Values from a config or ``overrides`` are checked by
+    :func:`fastai_sparse.config.resolve_config`."""
     for key in ("epochs", "bs", "seed"):
         value, low = values[key], 0 if key == "seed" else 1
         if value is not None and (
@@ -241,13 +239,13 @@ def _check_options(values: dict, source: Any = None) -> None:
             hint = (
                 "pass another seed" if key == "seed" else f"pass another value, or None for the task's {key}"
             )
-            raise OptionError(f"{where}{key}={value!r}: expected a whole number of at least {low}; {hint}")
+            raise OptionError(f"{key}={value!r}: expected a whole number of at least {low}; {hint}")
     lr = values["lr"]
     if lr is not None and (
         isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0
     ):
         raise OptionError(
-            f"{where}lr={lr!r}: expected a finite number above 0; pass another value, or None for the task's lr"
+            f"lr={lr!r}: expected a finite number above 0; pass another value, or None for the task's lr"
         )
 
 
