@@ -1,9 +1,8 @@
 """Shared pieces of the run-record, config and weights tests: a small rooms learner and the
-files a hostile user would hand over."""
+files a hostile user would hand over (crafted pickles: ``tests/trust/builders.py``)."""
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 
@@ -11,31 +10,6 @@ import pytest
 
 #: A few small rooms: the built-in task trains on them in seconds on one CPU thread.
 SMALL = {"n": 4, "points": 1500}
-
-
-class Evil:
-    """Unpickling this object calls ``open(marker, "w")``: the file appears iff the pickle ran."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def crafted_pickle(path: Path, marker: Path) -> Path:
-    """A raw pickle whose loading creates ``marker``."""
-    path.write_bytes(pickle.dumps(Evil(marker), protocol=2))
-    return path
-
-
-def crafted_torch_file(path: Path, marker: Path) -> Path:
-    """A ``torch.save`` zip whose data pickle creates ``marker`` when unpickled."""
-    import torch
-
-    torch.save({"format": "fastai-sparse-weights/1", "state_dict": {}, "payload": Evil(marker)}, path)
-    assert not marker.exists()  # saving did not run it
-    return path
 
 
 def old_save_weights(learn, path: Path) -> Path:

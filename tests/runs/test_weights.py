@@ -17,7 +17,8 @@ from fastai_sparse.learner import load_learner
 from fastai_sparse.prediction import Predictor
 from fastai_sparse.weights import read_weights, sniff
 
-from .conftest import SMALL, crafted_pickle, crafted_torch_file, old_save_weights
+from ..trust.builders import crafted_pickle, crafted_torch_file
+from .conftest import SMALL, old_save_weights
 
 
 # -- nothing runs ------------------------------------------------------------------------------

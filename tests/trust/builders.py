@@ -265,6 +265,76 @@ def bad_weights(tmp: Path) -> dict:
     }
 
 
+class Evil:
+    """Unpickling this object calls ``open(marker, "w")``: the file appears iff the pickle ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def crafted_pickle(path: Path, marker: Path) -> Path:
+    """A raw pickle whose loading creates ``marker``."""
+    import pickle
+
+    path.write_bytes(pickle.dumps(Evil(marker), protocol=2))
+    return path
+
+
+def crafted_torch_file(path: Path, marker: Path) -> Path:
+    """A ``torch.save`` zip whose data pickle creates ``marker`` when unpickled."""
+    import torch
+
+    torch.save({"format": "fastai-sparse-weights/1", "state_dict": {}, "payload": Evil(marker)}, path)
+    assert not marker.exists()  # saving did not run it
+    return path
+
+
+def evil_pickle(tmp: Path) -> dict:
+    """``{evil_pkl}``: a fastai-style ``export.pkl`` that creates ``{marker}`` if unpickled."""
+    return {"evil_pkl": str(crafted_pickle(tmp / "export.pkl", tmp / "ran")), "marker": str(tmp / "ran")}
+
+
+def evil_torch_file(tmp: Path) -> dict:
+    """``{evil_zip}``: a ``torch.save`` file ``model.pth`` whose pickle creates ``{marker}``."""
+    return {"evil_zip": str(crafted_torch_file(tmp / "model.pth", tmp / "ran")), "marker": str(tmp / "ran")}
+
+
+def mixed_model_folder(tmp: Path) -> dict:
+    """``{model_dir}``: a model folder whose ``config.json`` names another task than its
+    ``model.safetensors`` (two exports mixed by hand)."""
+    import json
+
+    names = rooms_model_folder(tmp)
+    doc_path = Path(names["model_config"])
+    doc = json.loads(doc_path.read_text())
+    doc["task"] = "synthetic-shapes-cls"
+    doc_path.write_text(json.dumps(doc))
+    return names
+
+
+def config_file(tmp: Path, name: str = "cfg.json", change=None) -> dict:
+    """``{<name without .json>}``: synthetic-rooms-seg's resolved configuration, written as
+    ``name`` after ``change(cfg)`` edits it in place."""
+    import json
+
+    from fastai_sparse import get_task
+
+    cfg = json.loads(json.dumps(get_task("synthetic-rooms-seg").config()))
+    if change is not None:
+        change(cfg)
+    (tmp / name).write_text(json.dumps(cfg))
+    return {name.split(".")[0]: str(tmp / name)}
+
+
+def config_not_json(tmp: Path) -> dict:
+    """``{broken}``: ``broken.json``, a config with a JSON syntax error on line 1."""
+    (tmp / "broken.json").write_text('{"task": "synthetic-rooms-seg", "lr": }')
+    return {"broken": str(tmp / "broken.json")}
+
+
 def user_folder(tmp: Path) -> dict:
     """``{user_dir}``: a folder holding a user's file ``thesis.txt`` (not a report, not a run)."""
     d = tmp / "mine"

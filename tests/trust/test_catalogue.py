@@ -43,13 +43,18 @@ from fastai_sparse import cli as cli_mod
 from .builders import (
     a_file,
     bad_weights,
+    config_file,
+    config_not_json,
     empty_files,
+    evil_pickle,
+    evil_torch_file,
     existing_output,
     fifo,
     folder_named_ply,
     header_only_ply,
     input_hardlink,
     input_symlink,
+    mixed_model_folder,
     not_a_ply,
     parts_weights,
     pred_named_input,
@@ -79,18 +84,6 @@ def finished_run(tmp: Path) -> dict:
     return {"run": str(run), "run_json": str(run / "run.json"), "run_model": str(model)}
 
 
-def _config_file(tmp: Path, **changes) -> str:
-    """``cfg.json``: synthetic-rooms-seg's configuration with ``changes``."""
-    import json
-
-    from fastai_sparse import get_task
-
-    cfg = {**get_task("synthetic-rooms-seg").config(), **changes}
-    path = tmp / "cfg.json"
-    path.write_text(json.dumps(cfg))
-    return str(path)
-
-
 @dataclass(frozen=True)
 class Row:
     id: str
@@ -107,6 +100,7 @@ class Row:
 
 
 PREDICT = "predict synthetic-rooms-seg --model {weights}"
+TRAIN_CFG = "train --out {tmp}/new --quiet --config"
 W = (rooms_weights,)
 R = (rooms_weights, room)
 
@@ -171,12 +165,19 @@ ROWS: list[Row] = [
     # -- models: folders, weights files, Hub ids ---------------------------------------------
     Row("model-missing", "predict synthetic-rooms-seg --model {tmp}/nope.pth {room}",
         "nope.pth: no such model folder or weights file (nor a Hugging Face Hub id owner/name)", 2, (room,)),
+    Row("model-missing-no-suffix", "predict synthetic-rooms-seg {room} -o {tmp}/out.ply --model {tmp}/nope",
+        "nope: no such model folder or weights file", 2, (room,), absent=("{tmp}/out.ply",)),
     Row("model-missing-relative", "predict synthetic-rooms-seg --model runs/x/model {room}",
         "runs/x/model: no such model folder or weights file", 2, (room,)),
     Row("model-folder-without-weights", "predict synthetic-rooms-seg --model {tmp} {room}",
         "a folder without model.safetensors", 1, (room,)),
     Row("model-run-folder-named", "predict synthetic-rooms-seg --model {tmp} {room}",
-        "it looks like a run folder: its model is", 1, (room, rooms_model_folder)),
+        "it looks like a run folder: its model is", 1, (room, rooms_model_folder), absent=("{tmp}/room.pred.ply",)),
+    Row("model-folder-mixing-two-exports", "predict synthetic-rooms-seg {room} -o {tmp}/out.ply --model {model_dir}",
+        "config.json and model.safetensors disagree on 'task'", 1, (room, mixed_model_folder), absent=("{tmp}/out.ply",)),
+    Row("model-of-another-task", "predict synthetic-shapes-cls {room} -o {tmp}/out.json --model {model_dir}",
+        "trained for task 'synthetic-rooms-seg', not 'synthetic-shapes-cls'", 1, (room, rooms_model_folder),
+        absent=("{tmp}/out.json",)),
     Row("model-folder-works", "predict synthetic-rooms-seg --model {model_dir} {room}", "room.pred.ply", 0,
         (room, rooms_model_folder), keeps=("model_weights", "model_config"), present=("{tmp}/room.pred.ply",)),
     Row("model-legacy-pth-works", "predict synthetic-rooms-seg --model {legacy} {room}", "room.pred.ply", 0,
@@ -193,11 +194,15 @@ ROWS: list[Row] = [
         (room, lambda t: os.mkfifo(t / "p.safetensors") or {})),
     Row("weights-truncated", "predict synthetic-rooms-seg --model {truncated_pth} {room}", "truncated.pth: not a readable weights file", 1, (room, bad_weights)),
     Row("weights-truncated-safetensors", "predict synthetic-rooms-seg --model {truncated_st} {room}",
-        "truncated.safetensors: not a readable safetensors file", 1, (room, bad_weights)),
+        "truncated.safetensors: not a readable safetensors file", 1, (room, bad_weights), absent=("{tmp}/room.pred.ply",)),
     Row("weights-safetensors-of-something-else", "predict synthetic-rooms-seg --model {bare_st} {room}",
-        "a safetensors file without fastai-sparse metadata", 1, (room, bad_weights)),
+        "a safetensors file without fastai-sparse metadata", 1, (room, bad_weights), absent=("{tmp}/room.pred.ply",)),
     Row("weights-other-object", "predict synthetic-rooms-seg --model {dict_pth} {room}", "expected a fastai-sparse weights file", 1, (room, bad_weights)),
     Row("weights-random-bytes", "predict synthetic-rooms-seg --model {random_bin} {room}", "random.bin: is not a weights file", 2, (room, bad_weights)),
+    Row("weights-crafted-export-pkl-never-runs", "predict synthetic-rooms-seg {room} -o {tmp}/out.ply --model {evil_pkl}",
+        "refused: the file holds pickled Python objects", 1, (room, evil_pickle), absent=("{marker}", "{tmp}/out.ply")),
+    Row("weights-crafted-torch-file-never-runs", "predict synthetic-rooms-seg {room} -o {tmp}/out.ply --model {evil_zip}",
+        "loading it could run code", 1, (room, evil_torch_file), absent=("{marker}", "{tmp}/out.ply")),
     Row("weights-run-no-code", "predict synthetic-rooms-seg --model {evil_pth} {room}",
         "evil.pth: refused: the file holds pickled Python objects, not only tensors (it asks for", 1,
         (room, bad_weights), absent=("evil_marker",)),
@@ -268,8 +273,30 @@ ROWS: list[Row] = [
     Row("train-set-lr-zero", "train synthetic-rooms-seg --set lr=0 --out {tmp}/run",
         "lr: must be > 0, got 0", 1, absent=("{tmp}/run",)),
     Row("train-config-lr-zero", "train --config {cfg} --out {tmp}/run", "cfg.json: lr: must be > 0, got 0.0", 1,
-        (lambda t: {"cfg": _config_file(t, lr=0.0)},), absent=("{tmp}/run",)),
+        (lambda t: config_file(t, change=lambda c: c.update(lr=0.0)),), absent=("{tmp}/run",)),
     Row("train-config-is-a-fifo", "train --config {fifo} --out {tmp}/run", "pipe.ply: is a FIFO", 2, (fifo,), absent=("{tmp}/run",)),
+    Row("train-config-unknown-key", f"{TRAIN_CFG} {{unknown_key}}", "model_kwargs.mm: unknown key; did you mean 'm'?", 1,
+        (lambda t: config_file(t, "unknown_key.json", lambda c: c["model_kwargs"].update(mm=3)),), absent=("{tmp}/new",)),
+    Row("train-config-wrong-type", f"{TRAIN_CFG} {{wrong_type}}", "model_kwargs.m: expected an integer, got \"sixteen\"", 1,
+        (lambda t: config_file(t, "wrong_type.json", lambda c: c["model_kwargs"].update(m="sixteen")),), absent=("{tmp}/new",)),
+    Row("train-config-names-code", f"{TRAIN_CFG} {{code}}", "'os:system' is outside fastai-sparse and its installed plugins", 1,
+        (lambda t: config_file(t, "code.json", lambda c: c["train_transforms"].insert(0, {"type": "os:system", "command": "id"})),),
+        absent=("{tmp}/new",)),
+    Row("train-config-not-json", f"{TRAIN_CFG} {{broken}}", "not valid JSON (line 1", 1, (config_not_json,), absent=("{tmp}/new",)),
+    Row("train-config-missing", f"{TRAIN_CFG} {{tmp}}/nope.json", "nope.json: no such config file", 2, absent=("{tmp}/new",)),
+    Row("train-config-of-another-task", "train synthetic-shapes-cls --config {cfg} --out {tmp}/new",
+        "the config is for task 'synthetic-rooms-seg', not 'synthetic-shapes-cls'", 1, (config_file,), absent=("{tmp}/new",)),
+    Row("train-config-set-wrong-type", f"{TRAIN_CFG} {{cfg}} --set lr=abc", 'lr: expected a number, got "abc"', 1, (config_file,),
+        absent=("{tmp}/new",)),
+    Row("train-config-set-epochs-zero", f"{TRAIN_CFG} {{cfg}} --set epochs=0", "epochs: must be at least 1, got 0", 1, (config_file,),
+        absent=("{tmp}/new",)),
+    Row("train-set-without-value", f"{TRAIN_CFG} {{cfg}} --set lr", "--set 'lr': expected KEY=VALUE", 1, (config_file,),
+        absent=("{tmp}/new",)),
+    Row("train-set-index-out-of-range", f"{TRAIN_CFG} {{cfg}} --set train_transforms.9.sigma=1",
+        "train_transforms.9: index out of range: the list has 6 entries", 1, (config_file,), absent=("{tmp}/new",)),
+    Row("train-neither-task-nor-config", "train --out {tmp}/new", "name a TASK or pass --config FILE", 2, absent=("{tmp}/new",)),
+    Row("config-unknown-model", "config synthetic-rooms-seg --set model=unet-m99", "model: unknown model 'unet-m99'", 1),
+    Row("config-unknown-task", "config synthetic-roms-seg", "unknown task 'synthetic-roms-seg'", 1),
     Row("train-resume-nothing", "train synthetic-rooms-seg --resume --out {tmp}/run", "nothing to resume", 1),
     Row("demo-epochs-zero", "demo --epochs 0 --out {tmp}/report", "Invalid value for '--epochs'", 2, absent=("{tmp}/report",)),
     Row("demo-seed-negative", "demo --seed -5 --out {tmp}/report", "Invalid value for '--seed'", 2),
