@@ -692,7 +692,7 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool, ove
     "--precision",
     type=click.Choice(["32", "bf16", "fp16"]),
     default=None,
-    help="32 (float32), bf16 (bfloat16 autocast: CPU and CUDA) or fp16 (float16 autocast with "
+    help="Numeric precision: 32 (float32), bf16 (bfloat16 autocast: CPU and CUDA) or fp16 (float16 autocast with "
     "loss scaling: CUDA only) [default: 32, or the config's].",
 )
 @overwrite_option(
