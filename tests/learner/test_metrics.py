@@ -165,22 +165,36 @@ def test_factories_and_names():
         miou(SimpleNamespace(name="regression"))
 
 
-def test_class_table_format_and_callback_quiet(capsys):
+def test_class_table_format_and_callback_prints_once_at_the_end(capsys):
     text = format_class_table({"wall": 0.5, "floor": float("nan")}, np.array([[3, 1], [0, 0]]))
     assert "wall" in text and "0.5000" in text and "n/a" in text and "mean" in text
     met = IoUPerClass(4, class_names=["a", "b", "c", "d"])
     cb = PerClassTableCallback(met)
-    learn = SimpleNamespace(pred=PRED, yb=(TARG,), training=False, logger=print)
+    learn = SimpleNamespace(pred=PRED, yb=(TARG,), training=False, logger=print, epoch=0)
     cb.learn = learn
-    cb.before_validate()
-    cb.after_batch()
-    cb.after_validate()
-    assert cb.last["a"] == pytest.approx(0.5) and len(cb.tables) == 1
-    assert "0.3333" in capsys.readouterr().out
+    cb.before_fit()
+    for epoch in range(3):  # three epochs: nothing printed until the fit ends
+        learn.epoch = epoch
+        cb.before_validate()
+        cb.after_batch()
+        cb.after_validate()
+    assert cb.last["a"] == pytest.approx(0.5) and len(cb.tables) == 3 and cb.epochs == [0, 1, 2]
+    assert capsys.readouterr().out == ""
+    cb.after_fit()
+    out = capsys.readouterr().out
+    assert out.count("IoU per class") == 1 and "after epoch 2" in out and "0.3333" in out
     from fastai.imports import noop
 
-    learn.logger = noop  # learn.no_logging()
+    learn.logger = noop  # learn.no_logging(): stored, never printed
+    cb.before_fit()
     cb.before_validate()
     cb.after_batch()
     cb.after_validate()
-    assert len(cb.tables) == 2 and capsys.readouterr().out == ""
+    cb.after_fit()
+    assert len(cb.tables) == 4 and capsys.readouterr().out == ""
+    learn.gather_preds = object()  # get_preds: the latest table, not an epoch of training
+    cb.before_fit()
+    cb.before_validate()
+    cb.after_batch()
+    cb.after_validate()
+    assert len(cb.tables) == 4 and cb.last is not None

@@ -663,6 +663,9 @@ def _dataset_parts(task: Any, reg: Any) -> tuple[str, Any, Callable | None, dict
 
 # -- optimizer and schedule ------------------------------------------------------------------------
 def _optimizer_fn(name: str) -> Callable:
+    from . import _fastai  # noqa: F401  (fastai without its import-time deprecation warning: first)
+
+    # isort: split
     import fastai.optimizer
 
     return getattr(fastai.optimizer, OPTIMIZERS[name])

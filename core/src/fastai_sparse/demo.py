@@ -210,8 +210,7 @@ def _settings(epochs: int | None, quick: bool, settings: dict | None) -> dict:
 
 def _setup(run: _Run, cfg: dict, seed: int):
     """The task, its training and validation rooms, the loaders and the learner."""
-    from fastai.callback.core import Callback  # noqa: F401  (fastai import cost counted in setup)
-
+    from . import _fastai  # noqa: F401  (fastai, quietly; its import cost counted in setup)
     from .learner import sparse_dataloaders
     from .registry import get_task
 
@@ -243,7 +242,6 @@ def _find_lr(run: _Run, cfg: dict, task: Any, learn: Any, timings: dict) -> tupl
     from . import viz
 
     t = time.time()
-    run.say("lr_find ...")
     sug = run.quietly(learn.lr_find, num_it=cfg["lr_find_iters"], show_plot=False)
     lrs, losses = [float(v) for v in learn.recorder.lrs], [float(v) for v in learn.recorder.losses]
     lr = cfg.get("lr") or float(np.clip(getattr(sug, "valley", None) or task.defaults["lr"], 1e-3, 2e-2))

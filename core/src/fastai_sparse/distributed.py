@@ -30,6 +30,10 @@ import os
 from contextlib import contextmanager
 
 import torch
+
+from . import _fastai  # noqa: F401  (fastai without its import-time deprecation warning: first)
+
+# isort: split
 from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.data.load import DataLoader
 from fastai.imports import noop

@@ -28,8 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from . import _fastai  # noqa: F401  (fastai without its import-time deprecation warning: first)
+
+# isort: split
 from fastai.imports import noop  # the logger fastai's no_logging() installs
-from fastai.learner import Callback, Metric, Recorder
+from fastai.learner import Callback, Metric
 
 from .errors import DataFormatError, PluginError, ShapeError
 
@@ -432,18 +436,33 @@ def format_class_table(values: dict[str, float], cm: np.ndarray | None = None, t
 
 
 class PerClassTableCallback(Callback):
-    """After each validation, compute IoU per class from the epoch's confusion matrix, store it
-    in ``self.tables`` (one ``{class: IoU}`` dict per validation; ``self.last`` the latest) and
-    print it as a table, unless ``quiet`` or the learner's logging is off
-    (``learn.no_logging()``, as in tests and ``get_preds``). Only rank 0 prints under DDP.
+    """IoU per class from each validation's confusion matrix, kept every epoch and shown once.
+
+    After every validation ``self.last`` holds ``{class: IoU or nan}`` (``self.last_support``
+    the number of target rows of each class); during a training fit the table is also appended
+    to ``self.tables`` (``self.epochs``: the epoch of each). When the fit ends, the last table
+    is printed once, a line per class with its support, under the per-epoch lines of the
+    training table; not after every epoch, and not when ``quiet`` is set or the learner's
+    logging is off (``learn.no_logging()``, as in ``get_preds``, ``validate`` and
+    ``lr_find``). Only rank 0 prints under DDP. ``train_task`` writes every epoch's table to
+    ``run.json`` (and :mod:`fastai_sparse.loggers` to ``iou_per_class.csv``); the demo's report
+    shows the final one.
     """
 
-    order = Recorder.order + 1
+    order = 61  # after fastai's Recorder (50) and ProgressCallback (60): its bars are closed
 
     def __init__(self, metric: IoUPerClass | ConfusionMetric, quiet: bool = False):
         self.metric, self.quiet = metric, quiet
         self.tables: list[dict[str, float]] = []
+        self.epochs: list[int] = []
         self.last: dict[str, float] | None = None
+        self.last_support: np.ndarray | None = None
+        self._fitting = False
+
+    def before_fit(self) -> None:
+        # a training fit: not get_preds (GatherPredsCallback) and not lr_find (LRFinder)
+        self._fitting = not hasattr(self.learn, "gather_preds") and not hasattr(self.learn, "lr_finder")
+        self._shown = None
 
     def before_validate(self) -> None:
         self.metric.reset()
@@ -459,10 +478,21 @@ class PerClassTableCallback(Callback):
         if cm.sum() == 0:
             return
         self.last = dict(zip(self.metric.class_names, iou_from_confusion(cm).tolist()))
-        self.tables.append(self.last)
-        rank0 = not _dist_ready() or torch.distributed.get_rank() == 0
-        if not self.quiet and rank0 and getattr(self.learn, "logger", noop) is not noop:
-            print(format_class_table(self.last, cm))
+        self.last_support = cm.sum(1)
+        if self._fitting:
+            self.tables.append(self.last)
+            self.epochs.append(int(getattr(self.learn, "epoch", 0)))
+            self._shown = (self.epochs[-1], self.last, cm)
+
+    def after_fit(self) -> None:
+        shown, self._shown, self._fitting = getattr(self, "_shown", None), None, False
+        if shown is None or self.quiet or getattr(self.learn, "logger", noop) is noop:
+            return
+        if _dist_ready() and torch.distributed.get_rank() != 0:
+            return
+        epoch, table, cm = shown
+        print(f"IoU per class, validation after epoch {epoch}:")
+        print(format_class_table(table, cm), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ A run folder holds:
   temporary file, then renamed, so an interruption never leaves half a checkpoint);
 * ``history.csv``: one line per epoch (fastai's ``CSVLogger``), ``schedule.csv`` and
   ``iou_per_class.csv``, and with ``loggers=["tensorboard"]`` / ``["wandb"]`` their logs
-  (:mod:`fastai_sparse.loggers`; ``run.json`` records which ran);
+  (:mod:`fastai_sparse.loggers`; ``run.json`` records which ran); for tasks with classes,
+  ``run.json``'s history also holds the IoU of every class after every epoch (the last one
+  in ``metrics.json``);
 * ``model/``: the final model folder (``model.safetensors``, ``config.json``, ``README.md``
   model card; see :mod:`fastai_sparse.weights`) for ``fastai-sparse predict --model`` and
   :func:`fastai_sparse.from_pretrained`; ``metrics.json``: the final metrics.
@@ -92,6 +94,17 @@ class RunState:
         return int(self.data.get("finished_epochs", 0))
 
 
+def _class_table(learn, epoch: int) -> dict | None:
+    """This epoch's IoU per class from the learner's PerClassTableCallback (None without one);
+    NaN (a class absent from truth and prediction) as None, so run.json stays JSON."""
+    from .metrics import PerClassTableCallback
+
+    for cb in learn.cbs:
+        if isinstance(cb, PerClassTableCallback) and cb.epochs and cb.epochs[-1] == epoch:
+            return {k: (None if v != v else float(v)) for k, v in cb.tables[-1].items()}
+    return None
+
+
 def _run_callbacks(state: RunState, start: int) -> list:
     """The checkpoint callback, silent for the epochs a resumed run skips (fastai still calls
     ``after_epoch`` for them)."""
@@ -113,10 +126,11 @@ def _run_callbacks(state: RunState, start: int) -> list:
             names = list(self.learn.recorder.metric_names[1:-1])
             values = list(self.learn.recorder.log[1:-1])
             state.data["finished_epochs"] = self.epoch + 1
-            state.data.setdefault("history", []).append(
-                {n: (float(v) if isinstance(v, (int, float)) else str(v)) for n, v in zip(names, values)}
-                | {"epoch": self.epoch}
-            )
+            entry = {n: (float(v) if isinstance(v, (int, float)) else str(v)) for n, v in zip(names, values)}
+            table = _class_table(self.learn, self.epoch)
+            if table is not None:
+                entry["iou_per_class"] = table
+            state.data.setdefault("history", []).append(entry | {"epoch": self.epoch})
             state.save()
 
     return [CheckpointCallback()]
@@ -218,6 +232,9 @@ def train_task(
 def _check_run_settings(cfg: dict) -> None:
     """The run's loggers are installed and its precision runs on the training device (before
     anything is written)."""
+    from . import _fastai  # noqa: F401  (fastai without its import-time deprecation warning: first)
+
+    # isort: split
     from fastai.torch_core import default_device
 
     from .loggers import check_loggers
@@ -440,6 +457,10 @@ def _learner_for_run(
     """The seeded loaders and learner of the run, its callbacks, and (from epoch ``start`` > 0)
     the model and optimizer reloaded from the checkpoint."""
     import torch
+
+    from . import _fastai  # noqa: F401  (fastai without its import-time deprecation warning: first)
+
+    # isort: split
     from fastai.learner import load_model
 
     from .loggers import logger_callbacks

@@ -35,6 +35,9 @@ NaN stop), ``predict`` (:class:`Prediction`, TTA views, :func:`write_prediction`
 
 from __future__ import annotations
 
+from .. import _fastai  # noqa: F401  (fastai without its import-time deprecation warning: first)
+
+# isort: split
 import fastai.callback.progress
 import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle, fit_flat_cos, lr_find)
 
@@ -52,6 +55,7 @@ from .predict import (
     tta_views,
     write_prediction,
 )
+from .progress import SparseProgressCallback
 
 __all__ = [
     "WEIGHTS_FORMAT",
@@ -65,6 +69,7 @@ __all__ = [
     "SparseDataLoaders",
     "SparseDataset",
     "SparseLearner",
+    "SparseProgressCallback",
     "TTAView",
     "default_tta_offset",
     "load_input",

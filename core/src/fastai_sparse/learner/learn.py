@@ -5,11 +5,13 @@ loaders, a model and metric names."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from fastai.callback.progress import ProgressCallback
 from fastai.data.core import TfmdDL
 from fastai.learner import Learner
 from fastai.torch_core import to_device
@@ -23,6 +25,7 @@ from .callbacks import EpochSeedCallback, NonFiniteLossCallback
 from .checkpoint import export, load_weights, save_pretrained, save_weights
 from .data import SparseDataset
 from .predict import Prediction, default_tta_offset, load_input, make_prediction, tta_views
+from .progress import SparseProgressCallback
 
 __all__ = ["SparseLearner", "sparse_learner"]
 
@@ -69,6 +72,22 @@ class SparseLearner(Learner):
         self.class_names = [str(c) for c in class_names] if class_names is not None else None
         for cb in (EpochSeedCallback(), NonFiniteLossCallback()):
             if not any(isinstance(c, type(cb)) for c in self.cbs):
+                self.add_cb(cb)
+        if type(getattr(self, "progress", None)) is ProgressCallback:  # fastai's: plain lines in logs
+            self.remove_cb(self.progress)
+            self.add_cb(SparseProgressCallback())
+
+    @contextmanager
+    def no_bar(self):
+        """fastai's ``no_bar`` (no progress output inside the block), giving back this learner's
+        own progress callback afterwards (fastai's would add a new ``ProgressCallback``)."""
+        cb = getattr(self, "progress", None)
+        if cb is not None:
+            self.remove_cb(cb)
+        try:
+            yield self
+        finally:
+            if cb is not None:
                 self.add_cb(cb)
 
     @property

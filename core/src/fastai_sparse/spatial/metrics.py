@@ -21,6 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .. import _fastai  # noqa: F401  (fastai without its import-time deprecation warning: first)
+
+# isort: split
 from fastai.learner import Metric
 
 from ..box_ops import mean_average_precision
