@@ -220,12 +220,19 @@ def reference_voxelize(xyz, feats, scale, full_scale):
 
 
 @pytest.mark.parametrize(
-    ("n", "full_scale", "scale"),
-    [(50_000, 4096, 1.0), (3_000, 64, 4.0), (2_000, 2**20, 1.0), (1, 4096, 1.0)],  # 2**20: stable argsort
+    ("n", "full_scale", "scale", "extent"),
+    [
+        (50_000, 4096, 1.0, 200),
+        (3_000, 64, 4.0, 63),
+        (1, 4096, 1.0, 200),
+        (2_000, 2**20, 1.0, 200),  # 60 key bits: the stable argsort
+        (2_000, 2**20, 1.0, 2**20 - 1),  # keys beyond float64's exact integers
+        (5_000, 1000, 1.0, 999),  # not a power of two
+    ],
 )
-def test_voxelizer_equals_a_unique_reference(n, full_scale, scale):
+def test_voxelizer_equals_a_unique_reference(n, full_scale, scale, extent):
     rng = np.random.default_rng(n)
-    hi = min(full_scale - 1, 200) / scale
+    hi = extent / scale
     xyz = rng.uniform(0, hi, size=(n, 3)).astype(np.float32)
     xyz[: n // 2] = np.floor(xyz[: n // 2])  # many points sharing voxels
     f = rng.random((n, 3), dtype=np.float32)
@@ -241,3 +248,26 @@ def test_voxelizer_equals_a_unique_reference(n, full_scale, scale):
     s = Voxelizer(scale, ("f",), full_scale=full_scale, mode="random", origin="none")(cloud, rng)
     own = (s.feats[s.inverse] == f).all(1)
     np.testing.assert_array_equal(np.unique(s.inverse[own]), np.arange(len(coords)))
+
+
+# -- affine maps ------------------------------------------------------------------------------
+
+
+def test_affine_points_only_path_equals_map_points():
+    from fastai_sparse.transforms import Compose, RandomAffineNoise, RandomFlip, RandomRotate, Scale
+    from fastai_sparse.transforms.compose import _affine_fn, apply_affine
+
+    x = np.random.default_rng(6).uniform(0, 8, size=(20_000, 3)).astype(np.float32)
+    m = np.eye(3) + np.random.default_rng(7).normal(0, 0.1, (3, 3))
+    t = np.array([0.5, -2.0, 3.25])
+    got = apply_affine(PointCloud(x), m, t).xyz
+    ref = PointCloud(x).map_points(_affine_fn(m, t), linear=m).xyz
+    np.testing.assert_array_equal(got, ref)
+    # the map itself (float64 product; float32 result)
+    np.testing.assert_allclose(got, x.astype(np.float64) @ m.T + t, rtol=1e-6, atol=1e-6)
+    # the fused recipe affine, with and without normals (general path), moves points the same
+    recipe = Compose([RandomAffineNoise(0.1), RandomFlip(("x",)), Scale(20), RandomRotate("z")])
+    normals = np.tile(np.float32([0, 0, 1]), (len(x), 1))
+    a = recipe(PointCloud(x), np.random.default_rng(3)).xyz
+    b = recipe(PointCloud(x, {"normals": normals}), np.random.default_rng(3)).xyz
+    np.testing.assert_array_equal(a, b)

@@ -69,30 +69,36 @@ def unvoxelize(voxel_values, inverse):
     return np.asarray(voxel_values)[inv]
 
 
-def _sort_keys(cx: np.ndarray, cy: np.ndarray, cz: np.ndarray, fs: int) -> tuple[np.ndarray, np.ndarray]:
-    """(order, sorted keys): the points sorted by voxel key ``(x * fs + y) * fs + z`` (int64),
-    ties (points of one voxel) in increasing point index.
+_ARANGE = np.arange(0, dtype=np.int64)
 
-    The columns hold integral float64 values in ``[0, fs)``. When key and point index fit in
-    63 bits together (``fs = 4096`` leaves 27 bits: 134M points), one ``np.sort`` of
-    ``key << bits | index`` does it: numpy's vectorised integer sort is 2-3x faster than
-    ``argsort`` of the keys, and the index in the low bits makes the order within a voxel
-    defined (``argsort``'s unstable order depended on the numpy build). Otherwise a stable
-    ``argsort`` gives the same order, more slowly.
+
+def _arange(n: int) -> np.ndarray:
+    """Read-only int64 ``arange(n)``, a view of one array kept for the process (grown as needed):
+    the voxelizer needs it for every sample."""
+    global _ARANGE
+    a = _ARANGE
+    if len(a) < n:
+        a = np.arange(max(n, 2 * len(a)), dtype=np.int64)
+        a.flags.writeable = False
+        _ARANGE = a
+    return a[:n]
+
+
+def _sort_keys(keys: np.ndarray, key_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, sorted keys) of int64 voxel keys below ``2**key_bits``, ties (points of one
+    voxel) in increasing point index. ``keys`` is reused.
+
+    When key and point index fit in 63 bits together (``full_scale = 4096``: 36 key bits leave
+    27, 134M points), one ``np.sort`` of ``key << bits | index`` does it: numpy's vectorised
+    integer sort is 2-3x faster than ``argsort`` of the keys, and the index in the low bits
+    makes the order within a voxel defined (``argsort``'s unstable order depended on the numpy
+    build). Otherwise a stable ``argsort`` gives the same order, more slowly.
     """
-    n = len(cx)
-    if fs**3 <= 2**53:  # keys exact in float64: fewer conversions
-        keys = cx * fs
-        keys += cy
-        keys *= fs
-        keys += cz
-        keys = keys.astype(np.int64)
-    else:
-        keys = (cx.astype(np.int64) * fs + cy.astype(np.int64)) * fs + cz.astype(np.int64)
+    n = len(keys)
     bits = max(1, (n - 1).bit_length())
-    if (fs**3 - 1) >> (63 - bits) == 0:
+    if key_bits + bits <= 63:
         keys <<= bits
-        keys |= np.arange(n, dtype=np.int64)
+        keys |= _arange(n)
         keys.sort()
         order = keys & ((1 << bits) - 1)
         keys >>= bits
@@ -155,33 +161,41 @@ class Voxelizer:
         widths = {"rgb": 3, "xyz": 3, "normals": 3, "ones": 1, "height": 1}
         return sum(widths[f] for f in self.features) if all(f in widths for f in self.features) else None
 
+    def _column(self, cloud: PointCloud, k: int, out: np.ndarray) -> np.ndarray:
+        """Voxel coordinate of every point along axis ``k`` into ``out`` (float64 [N], integral
+        values), shifted and bounds-checked. Column-wise work: numpy is several times faster on
+        long 1-D arrays than on [N, 3] arrays."""
+        c = out
+        np.copyto(c, cloud.xyz[:, k])  # float64, then the product in float64
+        if self.scale != 1.0:
+            c *= self.scale
+        np.floor(c, out=c)
+        lo, hi = c.min(), c.max()
+        if self.origin == "min":
+            c -= lo
+            lo, hi = 0.0, hi - lo
+        if lo < 0 or hi >= self.full_scale:
+            raise DataFormatError(
+                f"voxel coordinates along {'xyz'[k]} span {int(lo)}..{int(hi)} at scale {self.scale:g} "
+                f"(extent {(hi - lo + 1) / self.scale:g} cloud units), beyond the grid "
+                f"[0, {self.full_scale}); lower the scale, raise full_scale, or crop (FitToGrid)",
+                path=cloud.meta.get("path"),
+                field="xyz",
+            )
+        return c
+
+    def _check(self, cloud: PointCloud) -> None:
+        if len(cloud) == 0:
+            raise DataFormatError(
+                "cannot voxelize an empty point cloud (0 points)", path=cloud.meta.get("path"), field="xyz"
+            )
+        cloud.check_finite()  # one vectorised test; names the first bad point when it fails
+
     def _columns(self, cloud: PointCloud) -> list[np.ndarray]:
         """Voxel coordinates of every point as three float64 [N] columns (integral values),
-        shifted and bounds-checked. Column-wise work: numpy is several times faster on long
-        1-D arrays than on [N, 3] arrays."""
-        path = cloud.meta.get("path")
-        if len(cloud) == 0:
-            raise DataFormatError("cannot voxelize an empty point cloud (0 points)", path=path, field="xyz")
-        cloud.check_finite()  # one vectorised test; names the first bad point when it fails
-        cols = []
-        for k, axis in enumerate("xyz"):
-            c = cloud.xyz[:, k].astype(np.float64)
-            c *= self.scale
-            np.floor(c, out=c)
-            lo, hi = c.min(), c.max()
-            if self.origin == "min":
-                c -= lo
-                lo, hi = 0.0, hi - lo
-            if lo < 0 or hi >= self.full_scale:
-                raise DataFormatError(
-                    f"voxel coordinates along {axis} span {int(lo)}..{int(hi)} at scale {self.scale:g} "
-                    f"(extent {(hi - lo + 1) / self.scale:g} cloud units), beyond the grid "
-                    f"[0, {self.full_scale}); lower the scale, raise full_scale, or crop (FitToGrid)",
-                    path=path,
-                    field="xyz",
-                )
-            cols.append(c)
-        return cols
+        shifted and bounds-checked."""
+        self._check(cloud)
+        return [self._column(cloud, k, np.empty(len(cloud), np.float64)) for k in range(3)]
 
     def voxel_coords(self, cloud: PointCloud) -> np.ndarray:
         """int64 [N, 3] voxel coordinates of every point, shifted and bounds-checked."""
@@ -190,25 +204,37 @@ class Voxelizer:
     def __call__(self, cloud: PointCloud, rng: np.random.Generator | None = None):
         from .batch import SparseSample
 
-        cx, cy, cz = self._columns(cloud)
-        fs = self.full_scale
-        n = len(cx)
-        order, sk = _sort_keys(cx, cy, cz, fs)
+        self._check(cloud)
+        n = len(cloud)
+        axis_bits = (self.full_scale - 1).bit_length()
+        # key (x << 2b) | (y << b) | z, b bits per axis: sorts like (x, y, z); built with one
+        # float64 scratch column (reused below), integral values added exactly
+        tmp = np.empty(n, np.float64)
+        keys = np.zeros(n, np.int64)
+        for k in range(3):
+            if k:
+                keys <<= axis_bits
+            col = self._column(cloud, k, tmp)
+            if 3 * axis_bits <= 53:  # keys exact in float64
+                np.add(keys, col, out=keys, casting="unsafe")
+            else:
+                keys += col.astype(np.int64)
+        order, sk = _sort_keys(keys, 3 * axis_bits)
         new = np.empty(n, bool)
         new[0] = True
         np.not_equal(sk[1:], sk[:-1], out=new[1:])
         starts = np.flatnonzero(new)
         m = len(starts)
-        vid = np.cumsum(new, dtype=np.int64)
+        vid = np.cumsum(new, dtype=np.int64, out=tmp.view(np.int64))
         vid -= 1  # voxel row of each sorted point
         inverse = np.empty(n, np.int64)
         inverse[order] = vid
         uk = sk.take(starts)
+        mask = (1 << axis_bits) - 1
         coords = np.empty((m, 3), np.int32)
-        coords[:, 2] = uk % fs
-        uk //= fs
-        coords[:, 1] = uk % fs
-        coords[:, 0] = uk // fs
+        for k in (2, 1, 0):
+            np.bitwise_and(uk, mask, out=coords[:, k], casting="unsafe")
+            uk >>= axis_bits
 
         cols = []
         for f in self.features:  # in the requested column order
@@ -227,7 +253,9 @@ class Voxelizer:
             counts = np.diff(starts, append=n).astype(np.float64)
             feats = np.empty((m, pf.shape[1]), np.float32)
             for c in range(pf.shape[1]):
-                feats[:, c] = np.bincount(inverse, weights=pf[:, c], minlength=m) / counts
+                np.copyto(tmp, pf[:, c])  # float64 weights in the scratch column
+                sums = np.bincount(inverse, weights=tmp, minlength=m)
+                np.divide(sums, counts, out=feats[:, c], casting="same_kind")
         else:
             if self.mode == "first":
                 pick = order.take(starts)  # points of a voxel are sorted by index

@@ -92,8 +92,8 @@ def _affine_fn(matrix: np.ndarray, translation: np.ndarray) -> Callable[[np.ndar
 
     def fn(x: np.ndarray) -> np.ndarray:
         # on [3, N] rows: a [N, 3] @ [3, 3] product or a broadcast over rows of 3 is several
-        # times slower in numpy
-        out = m @ np.ascontiguousarray(np.asarray(x, np.float64).T)
+        # times slower in numpy; float32 input is cast and transposed in one pass
+        out = m @ np.array(np.asarray(x).T, dtype=np.float64, order="C")
         out += t[:, None]
         return out.T
 
@@ -111,7 +111,11 @@ def apply_affine(cloud: PointCloud, matrix: np.ndarray, translation: np.ndarray 
     if not np.isfinite(m).all() or abs(np.linalg.det(m)) < 1e-12:
         raise ValueError(f"affine matrix must be finite and invertible, got {m.tolist()}")
     t = np.zeros(3) if translation is None else np.asarray(translation, np.float64).reshape(3)
-    return cloud.map_points(_affine_fn(m, t), linear=m)
+    fn = _affine_fn(m, t)
+    if hasattr(cloud.target, "map_points") or any(k in cloud.attrs for k in cloud.vector_attrs):
+        return cloud.map_points(fn, linear=m)
+    # only the points move: map_points' float64 values, without its [N, 3] float64 copy
+    return cloud.replace(xyz=fn(cloud.xyz).astype(np.float32))
 
 
 class AffineTransform(Transform):
