@@ -4,7 +4,7 @@ A ScanNet-sized scene (150k coloured points on procedural room surfaces, 8 x 8 x
 cached arrays goes through the SparseConvNet ScanNet training recipe:
 
     affine noise (I + 0.1 randn) + flip x + scale 20 + rotation about z
-    -> elastic distortion (6s/50, 40s/50) -> elastic distortion (20s/50, 160s/50)   [s = 20]
+    -> elastic distortion (6s//50, 40s/50) -> elastic distortion (20s//50, 160s/50)   [s = 20]
     -> random placement in a 4096^3 grid + crop -> colour shift -> voxelize (mean merging)
 
 Ours is fastai_sparse's transforms + Voxelizer. The baseline, measured in the same run
@@ -115,8 +115,9 @@ def our_stages(s: float = SCALE):
             "affine+flip+scale+rotate",
             Compose([RandomAffineNoise(0.1), RandomFlip(("x",)), Scale(s), RandomRotate("z")]),
         ),
-        ("elastic 1", ElasticDistortion(6 * s / 50, 40 * s / 50)),
-        ("elastic 2", ElasticDistortion(20 * s / 50, 160 * s / 50)),
+        # the recipe rounds the granularities down to whole voxels: (2, 16) and (8, 64) at s = 20
+        ("elastic 1", ElasticDistortion(6 * s // 50, 40 * s / 50)),
+        ("elastic 2", ElasticDistortion(20 * s // 50, 160 * s / 50)),
         ("place + crop", FitToGrid(FULL_SCALE, scale=1.0)),
         ("colour shift", ColorShift(0.1)),
     ]
@@ -164,10 +165,10 @@ def run_reference(xyz: np.ndarray, rgb: np.ndarray, rng: np.random.Generator, s:
     a = (xyz - xyz.mean(0)) @ m  # the example centres each scene
     times["affine+flip+scale+rotate"] = _clock() - t0
     t0 = _clock()
-    a = ref_elastic(a, 6 * s / 50, 40 * s / 50, rng)
+    a = ref_elastic(a, 6 * s // 50, 40 * s / 50, rng)
     times["elastic 1"] = _clock() - t0
     t0 = _clock()
-    a = ref_elastic(a, 20 * s / 50, 160 * s / 50, rng)
+    a = ref_elastic(a, 20 * s // 50, 160 * s / 50, rng)
     times["elastic 2"] = _clock() - t0
     t0 = _clock()
     lo, hi = a.min(0), a.max(0)

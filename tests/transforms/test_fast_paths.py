@@ -111,6 +111,7 @@ def old_elastic(t: ElasticDistortion, cloud: PointCloud, rng) -> PointCloud:
 # -- elastic distortion ------------------------------------------------------------------------
 
 
+# the first two evaluate through the cell table, the third (41k cells) through the node table
 @pytest.mark.parametrize("shape", [(2, 2, 2), (7, 5, 9), (44, 41, 25)])
 def test_interpolation_is_bitwise_the_previous_one(shape):
     rng = np.random.default_rng(sum(shape))
@@ -271,3 +272,18 @@ def test_affine_points_only_path_equals_map_points():
     a = recipe(PointCloud(x), np.random.default_rng(3)).xyz
     b = recipe(PointCloud(x, {"normals": normals}), np.random.default_rng(3)).xyz
     np.testing.assert_array_equal(a, b)
+
+
+# -- colour shift -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_color_shift_is_one_broadcast_shift(dtype):
+    from fastai_sparse.transforms import ColorShift
+
+    rgb = (np.random.default_rng(8).random((1000, 3)) * 255).astype(dtype)
+    cloud = PointCloud(np.zeros((1000, 3)), {"rgb": rgb})
+    got = ColorShift(0.1)(cloud, np.random.default_rng(4)).attrs["rgb"]
+    shift = (0.1 * np.random.default_rng(4).standard_normal(3)).astype(np.float32)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, rgb.astype(np.float32) + shift)

@@ -65,7 +65,14 @@ class ColorShift(Transform):
     def apply(self, cloud, rng):
         c = _attr(cloud, self.key, "ColorShift")
         shift = (self.sigma * rng.standard_normal(c.shape[1:])).astype(np.float32)
-        return cloud.with_attrs(**{self.key: c.astype(np.float32, copy=False) + shift})
+        c = c.astype(np.float32, copy=False)
+        out = np.empty_like(c)
+        if c.ndim == 2:  # column by column: a broadcast over rows of 3 is 2x slower in numpy
+            for k in range(c.shape[1]):
+                np.add(c[:, k], shift[k], out=out[:, k])
+        else:
+            np.add(c, shift, out=out)
+        return cloud.with_attrs(**{self.key: out})
 
 
 class BrightnessContrast(Transform):

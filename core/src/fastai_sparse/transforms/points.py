@@ -282,15 +282,19 @@ class _ElasticField:
     [nx, ny, nz, 3] displacement at the nodes.
 
     Evaluation is written with numpy rather than ``scipy.ndimage.map_coordinates`` (one call
-    per channel, each recomputing the weights: 3x slower) or ``RegularGridInterpolator``
-    (several times slower again). The grid is rearranged once into a cell table (one row of 24
-    values per grid cell: its 8 corner nodes x 3 channels), so a point needs one row gather;
-    the 7 lerps of every channel then run on blocks of a few thousand points that stay in the
-    CPU cache, in float32 (the node values are float32; positions inside a cell are resolved to
-    ~1e-5 of a cell).
+    per channel, each recomputing the weights: 3x slower), ``RegularGridInterpolator``
+    (several times slower again) or ``torch.nn.functional.grid_sample`` (1.2-1.3x slower on
+    one thread). The points go in blocks of a few thousand, so the gathered corner values and
+    the 7 lerps of every channel stay in the CPU cache; the lerps run in float32 on one
+    contiguous row per (corner, channel). The corner values of a small grid come from a cell
+    table (one row of 8 corners x 3 channels per cell: one row gather per point); a large grid
+    (the recipe's first level: ~75k cells, a cell table of 7 MB that is slow to build and misses
+    the cache) is gathered from its channel-first node table (1 MB), 24 values per point.
+    Positions inside a cell are float32 (resolved to ~1e-5 of a cell).
     """
 
     _BLOCK = 4096  # points per block: gathered rows + their transpose stay in L2
+    _MAX_CELLS = 16384  # cell table (96 bytes a cell) up to 1.5 MB
 
     def __init__(self, lo: np.ndarray, spacing: float, grid: np.ndarray):
         self.lo = np.asarray(lo, np.float64)
@@ -300,77 +304,102 @@ class _ElasticField:
             raise ValueError(f"elastic field: the grid needs at least one node per axis, got {self.shape}")
         # channel-last node values [nodes, 3] (the grid as given)
         self.table = np.ascontiguousarray(grid, dtype=np.float32).reshape(-1, 3)
+        g = self.table.reshape(*self.shape, 3)
+        for ax, n in enumerate(self.shape):
+            if n == 1:  # one node: constant along this axis (two equal nodes)
+                g = np.repeat(g, 2, axis=ax)
+        self._nodes = g  # [nx, ny, nz, 3], every axis >= 2 nodes
+        self._cell_shape = tuple(s - 1 for s in g.shape[:3])
         self._cells: np.ndarray | None = None
+        self._channels: np.ndarray | None = None
 
     def _cell_table(self) -> np.ndarray:
         """float32 [cells, 24]: per grid cell (x-major) the values of its 8 corners, ordered
-        (dx, dy, dz, channel). Built on first use (a field is evaluated at the points, then
-        perhaps at normals' or boxes' probe points)."""
+        (dx, dy, dz, channel). Built on first use."""
         if self._cells is None:
-            g = self.table.reshape(*self.shape, 3)
-            for ax, n in enumerate(self.shape):
-                if n == 1:  # one node: constant along this axis
-                    g = np.repeat(g, 2, axis=ax)
-            cx, cy, cz = (s - 1 for s in g.shape[:3])
-            # built channel-first (long contiguous copies), then transposed once
-            gc = np.moveaxis(g, -1, 0)
+            cx, cy, cz = self._cell_shape
+            gc = np.ascontiguousarray(np.moveaxis(self._nodes, -1, 0))
             cells = np.empty((2, 2, 2, 3, cx, cy, cz), np.float32)
             for dx in (0, 1):
                 for dy in (0, 1):
                     for dz in (0, 1):
                         cells[dx, dy, dz] = gc[:, dx : dx + cx, dy : dy + cy, dz : dz + cz]
             self._cells = np.ascontiguousarray(cells.reshape(24, -1).T)
-            self._cell_shape = (cx, cy, cz)
         return self._cells
+
+    def _channel_table(self) -> np.ndarray:
+        """float32 [3, nodes]: the node values, one contiguous row per channel."""
+        if self._channels is None:
+            self._channels = np.ascontiguousarray(np.moveaxis(self._nodes, -1, 0)).reshape(3, -1)
+        return self._channels
 
     def displacement(self, x: np.ndarray) -> np.ndarray:
         """float32 [K, 3] displacement at the points x float [K, 3]."""
         x = np.asarray(x)
-        cells = self._cell_table()
-        shape = self._cell_shape
+        cshape = self._cell_shape
+        use_cells = int(np.prod(cshape)) <= self._MAX_CELLS
+        # strides of the cell index: in the cell table, or of the corner node in the node table
+        dims = cshape if use_cells else tuple(s + 1 for s in cshape)
+        strides = (dims[1] * dims[2], dims[2])
         k_points = len(x)
         base = None
         frac = []
         for k in range(3):
             # float64 position (in nodes) -> float32, as the weights are float32
             u = ((x[:, k] - self.lo[k]) * self.inv).astype(np.float32)
-            np.clip(u, 0, np.float32(shape[k]) - np.float32(1e-3), out=u)
+            np.clip(u, 0, np.float32(cshape[k]) - np.float32(1e-3), out=u)
             f = np.floor(u)
             u -= f  # fractional part in [0, 1)
             frac.append(u)
             ik = f.astype(np.intp)
-            if k == 0:
-                ik *= shape[1] * shape[2]
-            elif k == 1:
-                ik *= shape[2]
+            if k < 2:
+                ik *= strides[k]
             base = ik if base is None else base + ik
         fx, fy, fz = frac
-        out = np.empty((k_points, 3), np.float32)
+        out = np.empty((3, k_points), np.float32)  # returned as its [K, 3] transpose
         block = self._BLOCK
-        rows = np.empty((block, 24), np.float32)
-        cols = np.empty((24, block), np.float32)
+        if use_cells:
+            cells = self._cell_table()
+            rows = np.empty((block, 24), np.float32)
+            cols = np.empty((24, block), np.float32)
+        else:
+            chans = self._channel_table()
+            sx, sy = strides
+            corner = np.array([dx * sx + dy * sy + dz for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)])
+            idx = np.empty((8, block), np.intp)
+            cols = np.empty((3, 8, block), np.float32)
         for s in range(0, k_points, block):
             e = min(k_points, s + block)
             n = e - s
-            g = rows[:n]
-            cells.take(base[s:e], axis=0, out=g)
-            v = cols[:, :n]
-            np.copyto(v, g.T)  # [24, n]: one contiguous row per (corner, channel)
-            v = v.reshape(4, 2, 3, n)  # (dx dy), dz, channel
-            a, b = v[:, 0], v[:, 1]
+            if use_cells:
+                g = rows[:n]
+                cells.take(base[s:e], axis=0, out=g)
+                v = cols[:, :n]
+                np.copyto(v, g.T)  # [24, n]: one contiguous row per (corner, channel)
+                v = v.reshape(4, 2, 3, n).transpose(2, 0, 1, 3)  # channel, (dx dy), dz
+            else:
+                ix = idx[:, :n]
+                np.add(base[s:e], corner[:, None], out=ix)  # the 8 corner nodes
+                v = cols[:, :, :n]
+                for c in range(3):
+                    chans[c].take(ix, out=v[c])
+                v = v.reshape(3, 4, 2, n)  # channel, (dx dy), dz
+            a, b = v[:, :, 0], v[:, :, 1]
             b -= a  # along z: a + (b - a) * fz
             b *= fz[s:e]
             b += a
-            b = b.reshape(2, 2, 3, n)  # dx, dy
-            a, b = b[:, 0], b[:, 1]
+            b = b.reshape(3, 2, 2, n)  # channel, dx, dy
+            a, b = b[:, :, 0], b[:, :, 1]
             b -= a  # along y
             b *= fy[s:e]
             b += a
-            a, b = b[0], b[1]
+            a, b = b[:, 0], b[:, 1]
             b -= a  # along x
             b *= fx[s:e]
-            np.add(a, b, out=out[s:e].T)
-        return out
+            np.add(a, b, out=out[:, s:e])
+        # column-major [K, 3]: per-axis work on the moved points (bounds, the next field's
+        # positions, the voxel keys) reads contiguous columns
+        return out.T
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x, np.float64) + self.displacement(x)
