@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,42 @@ def test_report_files_get_the_umask(tmp_path):
     assert mode_of(png) == mode_of(html) == 0o664
     assert png.read_bytes().startswith(b"\x89PNG") and html.read_text().startswith("<")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", "plot.png"]
+
+
+@pytest.mark.slow
+def test_demo_report_gets_the_umask_and_leaves_no_temporary(tmp_path):
+    """A real `fastai-sparse demo --quick` under umask 027: every file of the report (HTML, PNGs,
+    metrics.json, the model folder's files) is 640 and every folder 750, as files the user makes
+    by hand; only the report's names are there, no temporary file and no lr_find leftovers."""
+    import subprocess
+    import sys
+
+    from fastai_sparse.demo import DEMO_FILES
+
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastai_sparse.cli", "demo", "--quick", "--quiet", "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: os.umask(0o027),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = {p.name for p in out.iterdir()}
+    assert (
+        {"index.html", "metrics.json", "model", "lr_find.png", "losses.png"}
+        <= names
+        <= DEMO_FILES - {"models"}
+    )
+    files = [p for p in out.rglob("*") if p.is_file()]
+    folders = [out, *(p for p in out.rglob("*") if p.is_dir())]
+    assert {p.name for p in (out / "model").iterdir()} >= {"model.safetensors", "config.json"}
+    assert {p.relative_to(out).as_posix(): oct(mode_of(p)) for p in files} == {
+        p.relative_to(out).as_posix(): oct(0o640) for p in files
+    }
+    assert {str(p): oct(mode_of(p)) for p in folders} == {str(p): oct(0o750) for p in folders}
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["task"] == "synthetic-rooms-seg" and Path(summary["report"]).name == "index.html"

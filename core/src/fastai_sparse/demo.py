@@ -129,6 +129,11 @@ def run_demo(
     cfg = _settings(epochs, quick, settings)
     _check_report_folder(run.out, overwrite)
     run.out.mkdir(parents=True, exist_ok=True)
+    from .files import write_text
+
+    # marks the folder as the demo's at once, so that an interrupted demo can be run again in it
+    started = {"task": DEMO["task"], "report": str(run.out / "index.html"), "finished": False}
+    write_text(run.out / "metrics.json", json.dumps(started, indent=2) + "\n")
     torch.manual_seed(seed)
     task, train_ds, valid_ds, dls, learn = _setup(run, cfg, seed)
     n_params = sum(p.numel() for p in learn.model.parameters())
@@ -163,8 +168,6 @@ def run_demo(
         "weights": str(weights),
         "report": str(run.out / "index.html"),
     }
-    from .files import write_text
-
     write_text(run.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     _write_report(
         run, cfg, task, (len(train_ds), len(valid_ds)), n_params, sug, lr, val, timings, best, html_pred

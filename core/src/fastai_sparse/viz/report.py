@@ -226,7 +226,6 @@ def write_html(
             rep.add_heading(s[0])
             s = s[1]
         rep.add(s)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(rep.to_html(), encoding="utf-8")
-    return path
+    from ..files import write_text
+
+    return write_text(path, rep.to_html())  # atomic, with the user's permissions
