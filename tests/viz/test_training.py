@@ -53,10 +53,38 @@ def test_plot_lr_find(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     assert len(ax.lines[0].get_xdata()) == 95  # skip_end=5
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["valley: 1.00e-03", "slide: 3.00e-03"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "lr_find valley: 1.00e-03",
+        "lr_find slide: 3.00e-03",
+    ]
     assert mpimg.imread(path).shape[:2] == (180, 300)
     with pytest.raises(ShapeError):
         plot_lr_find([1, 2], [1])
+
+
+def test_plot_lr_find_marks_the_suggestion_on_the_curve_and_the_lr_used_separately():
+    lrs = np.logspace(-7, 1, 10)  # a quick lr_find: 10 iterations, the last 5 normally not drawn
+    losses = np.array([2.07, 2.06, 2.064, 2.059, 2.061, 2.057, 2.2, 2.6, 3.5, 6.0])
+    fig = plot_lr_find(lrs, losses, {"valley": lrs[1]}, lr_used=1e-3, title="lr_find (smoke run)")
+    ax = fig.axes[0]
+    curve, dot, used = ax.lines
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [f"lr_find valley: {lrs[1]:.2e}", "lr used for training: 1.00e-03"]
+    assert ax.get_title() == "lr_find (smoke run)"
+    # the dot is a point of the drawn curve
+    assert dot.get_xdata()[0] == pytest.approx(lrs[1]) and dot.get_ydata()[0] == pytest.approx(losses[1])
+    assert list(used.get_xdata()) == [1e-3, 1e-3] and used.get_linestyle() == "--"
+    # the curve is drawn up to the lr used (which lies in the normally skipped end), not beyond
+    assert curve.get_xdata().max() >= 1e-3 and curve.get_xdata().max() < 1e-1
+    # a suggestion in the skipped end extends the curve to it, the dot stays on the curve
+    ax = plot_lr_find(lrs, losses, {"valley": lrs[7]}).axes[0]
+    assert len(ax.lines[0].get_xdata()) == 8 and ax.lines[1].get_ydata()[0] == pytest.approx(losses[7])
+    # an lr used beyond lr_find's range is still shown (the axis widens), the curve stays as it was
+    ax = plot_lr_find(lrs[:6], losses[:6], lr_used=30.0).axes[0]
+    assert ax.get_xlim()[1] >= 30.0 and len(ax.lines[0].get_xdata()) == 6
+    # a "suggestion" lr_find never visited cannot sit on its curve
+    with pytest.raises(ShapeError, match="outside the recorded learning rates"):
+        plot_lr_find(lrs, losses, {"valley": 100.0})
 
 
 def test_plot_losses_and_recorder(tmp_path):

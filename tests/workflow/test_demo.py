@@ -37,6 +37,14 @@ def test_quick_demo_writes_the_report(tmp_path, monkeypatch):
     assert 0 <= summary["chance_miou"] < 0.2
     html = (out / "index.html").read_text()
     assert "IoU per class" in html and "plotly" in html.lower() and '<script src="http' not in html
+    # a smoke run says so wherever its numbers appear: console, metrics.json, report, model card
+    assert summary["smoke_run"] is True and summary["note"].startswith("smoke run (--quick")
+    assert "smoke run (--quick" in res.output and f"mIoU {summary['miou']:.3f}" in res.output
+    assert (
+        "demo: synthetic room segmentation (smoke run)" in html
+        and "validation (smoke run: not a result)" in html
+    )
+    assert "miou (smoke run)" in (out / "model" / "README.md").read_text()
 
     from fastai_sparse import get_task
     from fastai_sparse.builtin.synthetic import SyntheticRooms
@@ -47,3 +55,11 @@ def test_quick_demo_writes_the_report(tmp_path, monkeypatch):
     a = Predictor.from_weights(get_task("synthetic-rooms-seg"), out / "model").predict(room, tta=1)
     b = load_learner(out / "model").predict(room)
     assert (a.labels == b.labels).all() and len(a.labels) == len(room)
+
+
+def test_only_quick_demos_are_smoke_runs():
+    from fastai_sparse.demo import _settings
+
+    assert _settings(None, True, None)["smoke_run"] is True
+    assert "smoke_run" not in _settings(None, False, None)
+    assert "smoke_run" not in _settings(3, False, {"n_train": 4})

@@ -611,6 +611,8 @@ def demo(out: Path, epochs: int | None, seed: int, quick: bool, quiet: bool, ove
     from .demo import run_demo
 
     summary = run_demo(out, epochs=epochs, seed=seed, quick=quick, quiet=quiet, overwrite=overwrite)
+    if summary.get("smoke_run"):
+        click.echo(f"{summary['note']}: mIoU {summary['miou']:.3f}, chance {summary['chance_miou']:.3f}")
     click.echo(f"report: {summary['report']}")
 
 

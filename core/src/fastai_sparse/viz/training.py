@@ -118,35 +118,63 @@ def plot_lr_find(
     path: str | Path | None = None,
     figsize: tuple[float, float] = (6.0, 4.0),
     dpi: float = 100,
+    lr_used: float | None = None,
+    title: str | None = None,
 ):
     """Loss against learning rate (log x axis), as fastai's ``lr_find`` plot.
 
     lrs, losses: equal-length sequences (e.g. ``learn.recorder.lrs`` and ``.losses``);
-    the last ``skip_end`` points are dropped as fastai does. ``suggestion``: one lr, a dict
-    ``{name: lr}`` or fastai's ``SuggestedLRs`` namedtuple, each marked on the curve.
+    the last ``skip_end`` points are dropped as fastai does, unless a marked learning rate lies
+    among them (then the curve is drawn up to it). ``suggestion``: lr_find's suggestion(s): one
+    lr, a dict ``{name: lr}`` or fastai's ``SuggestedLRs`` namedtuple, each a dot on the curve
+    labelled ``lr_find <name>: <lr>`` (a suggestion outside the recorded range is an error:
+    it cannot be on this curve). ``lr_used``: the learning rate training actually used, drawn
+    separately as a dashed vertical line labelled ``lr used for training: <lr>`` (it need not
+    be a point lr_find visited). ``title``: an optional axes title (e.g. "smoke run").
     """
-    x, y = _floats(lrs, "lrs"), _floats(losses, "losses")
-    if len(x) != len(y):
-        raise ShapeError(f"plot_lr_find: {len(x)} learning rates and {len(y)} losses")
-    if skip_end and len(x) > skip_end + 1:
-        x, y = x[:-skip_end], y[:-skip_end]
+    x_all, y_all = _floats(lrs, "lrs"), _floats(losses, "losses")
+    if len(x_all) != len(y_all):
+        raise ShapeError(f"plot_lr_find: {len(x_all)} learning rates and {len(y_all)} losses")
+    sugg: dict[str, float] = {}
+    if suggestion is not None:
+        if hasattr(suggestion, "_asdict"):
+            raw = dict(suggestion._asdict())
+        elif isinstance(suggestion, Mapping):
+            raw = dict(suggestion)
+        else:
+            raw = {"suggestion": suggestion}
+        sugg = {str(k): float(to_numpy(v)) for k, v in raw.items()}
+    n = len(x_all)
+    if skip_end and n > skip_end + 1:
+        n -= skip_end
+    inside = [*sugg.values(), *([float(lr_used)] if lr_used is not None and len(x_all) else [])]
+    for lr in inside:
+        # keep every marked lr inside the drawn curve: extend it over the skipped end if needed
+        while n < len(x_all) and x_all[n - 1] < lr <= x_all.max():
+            n += 1
+    x, y = x_all[:n], y_all[:n]
     fig = new_figure(figsize, dpi=dpi)
     ax = fig.add_subplot()
     ax.plot(x, y)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
-    if suggestion is not None:
-        if hasattr(suggestion, "_asdict"):
-            sugg = dict(suggestion._asdict())
-        elif isinstance(suggestion, Mapping):
-            sugg = dict(suggestion)
-        else:
-            sugg = {"suggestion": suggestion}
-        for i, (nm, lr) in enumerate(sugg.items()):
-            lr = float(to_numpy(lr))
-            yv = float(np.interp(np.log(lr), np.log(x), y)) if len(x) else 0.0
-            ax.plot([lr], [yv], "o", color=f"C{i + 1}", label=f"{nm}: {lr:.2e}")
+    if title:
+        ax.set_title(title)
+    for i, (nm, lr) in enumerate(sugg.items()):
+        if not len(x) or not (x_all.min() <= lr <= x_all.max()):
+            raise ShapeError(
+                f"plot_lr_find: suggestion {nm}={lr:.3g} lies outside the recorded learning rates "
+                f"({x_all.min():.3g} to {x_all.max():.3g}); pass lr_find's own suggestion"
+            )
+        yv = float(np.interp(np.log(lr), np.log(x), y))
+        ax.plot([lr], [yv], "o", color=f"C{i + 1}", label=f"lr_find {nm}: {lr:.2e}")
+    if lr_used is not None:
+        lr_used = float(lr_used)
+        ax.axvline(lr_used, color="C3", linestyle="--", label=f"lr used for training: {lr_used:.2e}")
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(min(lo, lr_used / 2), max(hi, lr_used * 2))
+    if sugg or lr_used is not None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
