@@ -13,6 +13,8 @@ from fastai_sparse.cli import main
 from fastai_sparse.errors import ConfigError
 from fastai_sparse.precision import PrecisionError, check_precision
 
+from .conftest import SMALL_ROOMS
+
 #: bf16 keeps 8 significant bits; over 6 optimizer steps on the rooms task the per-batch losses
 #: of a bf16 run stay within 0.1 % of the float32 run's (measured: at most 5e-4 relative), so
 #: 1 % leaves room for other CPUs and BLAS builds while a wrong reduced-precision path (e.g.
@@ -92,3 +94,58 @@ def test_precision_values_are_checked():
         apply_overrides(cfg, ["precision=half"])
     res = CliRunner().invoke(main, ["train", "synthetic-rooms-seg", "--precision", "half"])
     assert res.exit_code == 2 and "'half' is not one of '32', 'bf16', 'fp16'" in res.output
+
+
+@pytest.mark.slow
+def test_train_config_reruns_precision_and_loggers(tmp_path):
+    """``train --config`` of a bf16 run logged to csv and TensorBoard trains in bf16 and logs to
+    both again, to the same weights bit for bit (CPU, one thread)."""
+    pytest.importorskip(
+        "tensorboard", reason='tensorboard not installed: pip install "fastai-sparse[tensorboard]"'
+    )
+    import warnings
+
+    import torch
+    from safetensors.torch import load_file
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    sets = [w for k, v in SMALL_ROOMS.items() for w in ("--set", f"{k}={v}")]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            first = CliRunner().invoke(
+                main,
+                [
+                    *(
+                        "train",
+                        "synthetic-rooms-seg",
+                        "--out",
+                        str(tmp_path / "a"),
+                        *sets,
+                        "--set",
+                        "epochs=1",
+                    ),
+                    *("--precision", "bf16", "--log", "csv,tensorboard", "--quiet", "--threads", "1"),
+                ],
+            )
+            assert first.exit_code == 0, first.output
+            again = CliRunner().invoke(
+                main,
+                [
+                    *("train", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b")),
+                    *("--quiet", "--threads", "1"),
+                ],
+            )
+            assert again.exit_code == 0, again.output
+    finally:
+        torch.set_num_threads(before)
+    for run in ("a", "b"):
+        cfg = json.loads((tmp_path / run / "config.json").read_text())
+        assert (cfg["precision"], cfg["loggers"]) == ("bf16", ["csv", "tensorboard"])
+        assert json.loads((tmp_path / run / "run.json").read_text())["precision"] == "bf16"
+        assert any((tmp_path / run / "tensorboard").glob("events.out.tfevents.*"))
+        assert (tmp_path / run / "history.csv").is_file()
+    a = load_file(tmp_path / "a" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
