@@ -12,13 +12,15 @@ installed plugin's imports against it):
   ``transforms.compose``, ``.points``, ``.features``, ``.mesh``), ``voxelize``, ``batch``,
   ``targets``, ``spatial`` (``spatial.targets``, ``spatial.metrics``), ``engine``
   (``engine.backends``), ``models`` (``models.detection``, ``models.keypoints``), ``metrics``,
-  ``registry``, ``learner``, ``prediction``, ``training``, ``testing``, ``threads``, ``viz``, and ``cli``
-  for plugin subcommands (its parameter types ``InputFile``, ``WeightsFile``, ``InputDir``,
-  ``PositiveFloat``, ``overwrite_option()`` check inputs and outputs as core's commands do).
+  ``registry``, ``learner``, ``prediction``, ``training``, ``testing``, ``threads``, ``viz``,
+  ``config``, ``weights``, ``hub``, and ``clitypes`` for plugin subcommands (the parameter types
+  ``InputFile``, ``WeightsFile``, ``ModelSource``, ``InputDir``, ``PositiveFloat`` and the options
+  ``overwrite_option()``, ``threads_option()`` check inputs and outputs as core's commands do).
 
 Everything else is private and may change without notice: ``builtin`` (core's own plugin:
 use its registered datasets through ``get_dataset``), ``task`` (use ``fastai_sparse.Task``),
-``hookspecs`` (use ``fastai_sparse.hookimpl``), ``plugins``, the modules inside the
+``hookspecs`` (use ``fastai_sparse.hookimpl``), ``plugins``, ``cli`` (the command itself: use
+``clitypes`` to build a subcommand), the modules inside the
 ``io`` and ``learner`` packages (import their names from the package), and any name that
 starts with an underscore.
 
@@ -139,6 +141,7 @@ _SUBMODULES = {
     "weights",
     "hub",
     "threads",
+    "clitypes",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -157,7 +160,6 @@ _PUBLIC_MODULES = frozenset(
         "engine.backends",
         "models.detection",
         "models.keypoints",
-        "cli",
     }
 )
 

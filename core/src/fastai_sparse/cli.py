@@ -12,6 +12,9 @@ exit code 1. ``--traceback`` (anywhere on the command line) or ``FASTAI_SPARSE_D
 exception through with its whole stack. Any other exception is a bug: its traceback is printed,
 then one line saying where to report it. Ctrl-C (or SIGTERM) ends the command with a short
 message and exit code 130 (143); the writers are atomic, so nothing is left half-written.
+
+This module is private: the parameter types and options a plugin's subcommands need are public
+in :mod:`fastai_sparse.clitypes` (this module uses the same objects).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .clitypes import InputDir, InputFile, ModelSource, PositiveFloat, overwrite_option
 from .threads import threads_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -225,100 +229,6 @@ class _Group(click.Group):
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-
-
-# -- parameter types shared by core's and the plugins' commands --------------------------------
-class InputFile(click.ParamType):
-    """A path that must be a readable, non-empty regular file in the format its extension names
-    (:func:`fastai_sparse.files.check_input_file`): a folder, a FIFO or a device is a usage error
-    before any work starts. Converts to :class:`~pathlib.Path`."""
-
-    name = "file"
-
-    def __init__(
-        self, what: str = "input file", starts: tuple[bytes, ...] | None = None, allow_dir: bool = False
-    ):
-        self.what, self.starts, self.allow_dir = what, starts, allow_dir
-
-    def convert(self, value, param, ctx):
-        from .errors import InputFileError
-        from .files import check_input_file
-
-        try:
-            return check_input_file(value, self.what, starts=self.starts, allow_dir=self.allow_dir)
-        except InputFileError as e:
-            self.fail(str(e), param, ctx)
-
-
-def WeightsFile() -> InputFile:
-    """An :class:`InputFile` for one weights file (``.safetensors``, or ``.pth`` written by
-    ``torch.save``); a model folder or a Hub id is refused: use :class:`ModelSource` to take those too."""
-    return InputFile("weights file")
-
-
-class ModelSource(click.ParamType):
-    """A model: a model folder, a weights file (``.safetensors``, ``.pth``) or a Hugging Face Hub
-    id (``owner/name``, only when no such local path exists), checked before any work
-    (:func:`fastai_sparse.hub.check_model_source`: a FIFO, a device, an empty or unreadable file
-    is a usage error). Converts to a :class:`~pathlib.Path` for a local path, the text for an id."""
-
-    name = "model"
-
-    def convert(self, value, param, ctx):
-        from .errors import InputFileError
-        from .hub import check_model_source
-
-        if isinstance(value, Path):
-            value = str(value)
-        try:
-            return check_model_source(value)
-        except InputFileError as e:
-            self.fail(str(e), param, ctx)
-
-
-class InputDir(click.ParamType):
-    """A path that must be an existing, readable folder. Converts to :class:`~pathlib.Path`."""
-
-    name = "dir"
-
-    def __init__(self, what: str = "folder"):
-        self.what = what
-
-    def convert(self, value, param, ctx):
-        from .errors import InputFileError
-        from .files import check_input_dir
-
-        try:
-            return check_input_dir(value, self.what)
-        except InputFileError as e:
-            self.fail(str(e), param, ctx)
-
-
-class PositiveFloat(click.ParamType):
-    """A finite float greater than 0 (a learning rate): 0, negative numbers, ``nan`` and ``inf``
-    are usage errors."""
-
-    name = "float"
-
-    def convert(self, value, param, ctx):
-        import math
-
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(x) or x <= 0:
-            self.fail(f"{value!r} must be a finite number greater than 0", param, ctx)
-        return x
-
-
-def overwrite_option(what: str = "existing output files", help: str | None = None):
-    """The ``--overwrite`` flag of every command that writes files (never allows replacing an input)."""
-    return click.option(
-        "--overwrite",
-        is_flag=True,
-        help=help or f"Replace {what} (an input is never replaced).",
-    )
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)

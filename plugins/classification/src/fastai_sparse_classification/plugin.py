@@ -65,8 +65,7 @@ def register_tasks(register):
 def register_commands(cli):
     import click
 
-    from fastai_sparse.cli import InputFile, ModelSource
-    from fastai_sparse.threads import threads_option
+    from fastai_sparse.clitypes import InputFile, ModelSource, threads_option
 
     @cli.command("classify")
     @click.argument("task_name", metavar="TASK")

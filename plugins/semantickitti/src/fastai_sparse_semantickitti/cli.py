@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from fastai_sparse.cli import InputFile, ModelSource
-from fastai_sparse.threads import threads_option
+from fastai_sparse.clitypes import InputDir, InputFile, ModelSource, overwrite_option, threads_option
 
 
 def _sequences(value: str | None) -> list[str] | None:
@@ -53,7 +52,7 @@ def classes(root, config):
 @click.option("--model", "model_path", required=True, type=ModelSource(), metavar="PATH|ID",
               help="Model folder written by `train` (RUN/model), a .safetensors or .pth weights file, "
               "or a Hugging Face Hub model id (owner/name).")  # fmt: skip
-@click.option("--root", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="DIR",
+@click.option("--root", required=True, type=InputDir("data root"), metavar="DIR",
               help="Data root (holding sequences/).")  # fmt: skip
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
               help="Submission folder: gets sequences/NN/predictions/*.label.")  # fmt: skip
@@ -70,7 +69,7 @@ def classes(root, config):
               help="Augmented views to average [default: the task's].")  # fmt: skip
 @click.option("--device", default=None, metavar="DEVICE",
               help="Device: cpu, cuda, cuda:1 ... [default: cuda when available].")  # fmt: skip
-@click.option("--overwrite", is_flag=True, help="Replace prediction files that exist already.")
+@overwrite_option(help="Replace prediction files that exist already (never a scan).")
 @click.option("--skip-existing", is_flag=True, help="Keep complete prediction files (resume a stopped run).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option()
@@ -104,10 +103,8 @@ def predict(model_path, root, out, sequences, task_name, tta, device, overwrite,
 
 
 @semantickitti.command("check")
-@click.argument(
-    "predictions", type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="PREDICTIONS"
-)
-@click.option("--root", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="DIR",
+@click.argument("predictions", type=InputDir("predictions folder"), metavar="PREDICTIONS")
+@click.option("--root", required=True, type=InputDir("data root"), metavar="DIR",
               help="Data root whose sequences/NN/velodyne scans were predicted.")  # fmt: skip
 @click.option(
     "--sequences",

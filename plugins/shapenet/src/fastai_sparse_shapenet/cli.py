@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from fastai_sparse.cli import InputFile, ModelSource, overwrite_option
-from fastai_sparse.threads import threads_option
+from fastai_sparse.clitypes import InputFile, ModelSource, overwrite_option, threads_option
 
 
 @click.group()
