@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +17,22 @@ SRC = HERE.parents[1] / "core" / "src"
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_match_single_process(tmp_path):
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    if not Path(torchrun).exists():
-        pytest.skip("torchrun not found")
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join([str(SRC), str(HERE), os.environ.get("PYTHONPATH", "")]),
         OMP_NUM_THREADS="1",
         PYTHONWARNINGS="ignore",
     )
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", str(HERE / "ddp_worker.py"), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HERE / "ddp_worker.py"),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())

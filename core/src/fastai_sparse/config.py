@@ -114,6 +114,7 @@ _TOP = (
     "schedule",
     "precision",
     "loggers",
+    "grad_accum",
     "versions",
 )
 #: A change of the key resets the keys that depend on it (see the module docstring).
@@ -810,6 +811,9 @@ def task_config(
     cfg["schedule"] = resolve_schedule(defaults.get("schedule"))
     cfg["precision"] = "32"  # fastai_sparse.precision: "32", "bf16" or "fp16"
     cfg["loggers"] = ["csv"]  # fastai_sparse.loggers: what the run logs to
+    cfg["grad_accum"] = (
+        1  # optimizer step every n batches; bs stays the step's batch (distributed.per_process_bs)
+    )
     cfg["versions"] = versions()
     return cfg
 
@@ -834,7 +838,8 @@ def _check_hyper(cfg: dict, ref: dict, source: Any) -> dict:
 
 
 def _run_settings(cfg: dict, ref: dict, source: Any) -> dict:
-    """``precision`` (:mod:`fastai_sparse.precision`) and ``loggers`` (:mod:`fastai_sparse.loggers`):
+    """``precision`` (:mod:`fastai_sparse.precision`), ``loggers`` (:mod:`fastai_sparse.loggers`)
+    and ``grad_accum`` (batches per optimizer step, :func:`fastai_sparse.distributed.per_process_bs`):
     how the run trains and what it logs to; they do not change the task."""
     from .loggers import LoggerError, parse_loggers
     from .precision import PRECISIONS
@@ -851,7 +856,12 @@ def _run_settings(cfg: dict, ref: dict, source: Any) -> dict:
         loggers = parse_loggers(loggers)
     except LoggerError as e:
         raise _err(source, "loggers", str(e)) from None
-    return {"precision": precision, "loggers": loggers}
+    grad_accum = check_value(
+        cfg.get("grad_accum", ref.get("grad_accum", 1)), "grad_accum", hint=int, source=source
+    )
+    if grad_accum < 1:
+        raise _err(source, "grad_accum", f"must be at least 1, got {_dump(grad_accum)}")
+    return {"precision": precision, "loggers": loggers, "grad_accum": grad_accum}
 
 
 def _version_check(given: Any, source: Any) -> None:

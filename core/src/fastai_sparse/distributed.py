@@ -7,10 +7,17 @@ moves the index list to CUDA unconditionally; and ``DistributedDL`` counts a bat
 with ``find_bs``, which on a dict batch returns the number of voxels. This module provides the
 same mechanism without those problems and without ``accelerate``:
 
-- :class:`SparseDistributedDL`: gives each rank a contiguous, equal share of the samples (the
-  order broadcast from rank 0; moved to CUDA only under nccl), padding the list by repeating
-  samples so every rank runs the same number of batches (DDP needs that), and counting
-  samples from ``voxel_offsets``;
+- :class:`SparseDistributedDL`: gives each rank an equal share of every epoch's sample order
+  (broadcast from rank 0; moved to CUDA only under nccl), strided like torch's
+  ``DistributedSampler`` (rank ``r`` reads positions ``r, r + W, r + 2W, ...``), so the ``W``
+  batches of one step together hold the same samples as one batch ``W`` times larger in a
+  single process; the list is padded by repeating samples so every rank runs the same number
+  of batches (DDP needs that); samples are counted from ``voxel_offsets``;
+- :class:`GradientAccumulation`: an optimizer step every ``n`` batches (fastai's own counts a
+  sparse batch's samples as its points);
+- :func:`per_process_bs`: the scaling rule ``fastai-sparse train`` applies: the configured
+  ``bs`` is the effective batch of one optimizer step, split over the processes and the
+  accumulated batches (docs/training.md);
 - :class:`SparseDistributedTrainer`: a callback wrapping the model in
   ``torch.nn.parallel.DistributedDataParallel`` and the loaders in :class:`SparseDistributedDL`;
   process group from the ``torchrun`` environment;
@@ -40,16 +47,106 @@ from fastai.imports import noop
 from fastai.learner import Recorder
 
 __all__ = [
+    "GradientAccumulation",
     "SparseDistributedDL",
     "SparseDistributedTrainer",
     "distrib_ctx",
     "padded_row_mask",
+    "per_process_bs",
     "setup_process_group",
+    "world",
 ]
 
 
 def _is_dist() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process: from the process group when there is one, else
+    from ``torchrun``'s environment (``RANK``, ``WORLD_SIZE``), else ``(0, 1)``."""
+    if _is_dist():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def per_process_bs(bs: int, world_size: int = 1, grad_accum: int = 1) -> int:
+    """The batch each process loads when ``bs`` is the effective batch of one optimizer step:
+    ``bs / (world_size * grad_accum)``, which must be a whole number (an error says what fits).
+    Steps per epoch and the learning rate then stay those of a single process with batch ``bs``."""
+    from .errors import FastaiSparseError
+
+    parts = int(world_size) * int(grad_accum)
+    if bs % parts:
+        fits = sorted({parts * max(1, bs // parts), parts * (bs // parts + 1)})
+        raise FastaiSparseError(
+            f"bs={bs} is the batch of one optimizer step and must split evenly over {world_size} "
+            f"process{'es' if world_size != 1 else ''} x grad_accum={grad_accum}; use bs="
+            f"{' or '.join(map(str, fits))} (--set bs=N), or another grad_accum"
+        )
+    return bs // parts
+
+
+class GradientAccumulation(Callback):
+    """An optimizer step every ``n`` training batches, with the gradients of those batches
+    summed and each batch's loss divided by ``n`` (so ``n`` batches of ``b`` samples step like
+    one batch of ``n * b``; batch norm still sees ``b`` samples at a time). ``steps`` counts the
+    optimizer steps of the current fit. fastai's ``GradientAccumulation`` counts samples with
+    ``find_bs``, which on a sparse batch counts points; this one counts batches. The schedule's
+    hyper-parameters (one-cycle's lr and momentum) are those of the group's first batch, as
+    they would be for the one big batch (fastai's scheduler sets them per loaded batch, so
+    without this a step would run at its last batch's rate). A partial group left at the end of
+    an epoch is stepped then as a smaller batch (the mean of its batches' gradients), not
+    carried into the next epoch; with fp16 loss scaling choose ``n`` dividing the batches of an
+    epoch, as that last step bypasses the scaler."""
+
+    order, run_valid = 6, False  # before MixedPrecision (10), as fastai's
+
+    def __init__(self, n: int = 1):
+        self.n, self.steps, self.count = int(n), 0, 0
+
+    def before_fit(self):
+        self.steps, self.count = 0, 0
+
+    def after_loss(self):
+        if self.n > 1:
+            self.learn.loss_grad = self.learn.loss_grad / self.n
+
+    def before_step(self):
+        self.count += 1
+        if self.count < self.n:
+            from fastai.callback.core import CancelBatchException
+
+            raise CancelBatchException()  # no step and no zero_grad: the gradients add up
+        if self.n > 1:
+            self._schedule_of_first(self.learn.iter - (self.n - 1))
+        self.count = 0
+        self.steps += 1
+
+    def _schedule_of_first(self, first: int) -> None:
+        """Set the scheduled hyper-parameters to the values of this step when steps, not loaded
+        batches, are counted: step ``first // n`` of ``ceil(n_iter / n)`` in this epoch (``first``:
+        the group's first batch in the epoch)."""
+        import math
+
+        from fastai.callback.schedule import ParamScheduler
+
+        per_epoch = math.ceil(self.learn.n_iter / self.n)
+        pct = (self.learn.epoch * per_epoch + first // self.n) / (self.learn.n_epoch * per_epoch)
+        for cb in self.learn.cbs:
+            if isinstance(cb, ParamScheduler):
+                cb._update_val(pct)
+
+    def after_train(self):
+        if self.count:  # the epoch's last, partial group: its mean gradient, like a smaller batch
+            self._schedule_of_first(self.learn.n_iter - self.count)
+            for p in self.learn.model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(self.n / self.count)
+            self.learn.opt.step()
+            self.learn.opt.zero_grad()
+            self.count = 0
+            self.steps += 1
 
 
 def setup_process_group(backend: str | None = None) -> bool:
@@ -117,8 +214,7 @@ class SparseDistributedDL(DataLoader):
         self.n = len(idxs)
         self.n_padded = math.ceil(self.n / self.world_size) * self.world_size
         padded = (idxs * (self.n_padded // max(self.n, 1) + 1))[: self.n_padded]
-        share = self.n_padded // self.world_size
-        return padded[self.rank * share : (self.rank + 1) * share]
+        return padded[self.rank :: self.world_size]  # strided: a step's batches = one big batch
 
     def randomize(self):
         self.dl.randomize()
@@ -152,8 +248,9 @@ def padded_row_mask(learn, n_rows: int) -> torch.Tensor | None:
         return None
     x = learn.xb[0] if len(learn.xb) else None
     bs = _n_samples((x,)) if isinstance(x, dict) else n_rows
-    start = dl.rank * dl.n_padded // dl.world_size + dl.i - bs
-    real = (torch.arange(bs) + start) < dl.n
+    # the j-th sample of this rank sits at position rank + j * world_size of the padded order
+    j = torch.arange(bs) + dl.i - bs
+    real = (dl.rank + j * dl.world_size) < dl.n
     if real.all():
         return None
     if isinstance(x, dict) and "point_offsets" in x and n_rows != bs:

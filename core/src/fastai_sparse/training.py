@@ -73,8 +73,9 @@ def _write_json(path: Path, obj: Any) -> None:
 class RunState:
     """The ``run.json`` of a run folder."""
 
-    def __init__(self, out: Path, data: dict):
-        self.out, self.data = out, data
+    def __init__(self, out: Path, data: dict, write: bool = True):
+        # write=False: a DDP process other than rank 0 keeps the state without writing it
+        self.out, self.data, self.write = out, data, write
 
     @classmethod
     def load(cls, out: Path) -> RunState | None:
@@ -87,7 +88,8 @@ class RunState:
             raise FastaiSparseError(f"{path}: not a readable run file ({e})") from e
 
     def save(self) -> None:
-        _write_json(self.out / RUN_FILE, self.data)
+        if self.write:
+            _write_json(self.out / RUN_FILE, self.data)
 
     @property
     def finished(self) -> int:
@@ -119,10 +121,11 @@ def _run_callbacks(state: RunState, start: int) -> list:
         def after_epoch(self):
             if self.epoch < start:
                 return
-            from .files import atomic_path
+            if state.write:  # rank 0 only under DDP
+                from .files import atomic_path
 
-            with atomic_path(state.out / CHECKPOINT) as tmp:
-                save_model(tmp, self.learn.model, getattr(self.learn, "opt", None), with_opt=True)
+                with atomic_path(state.out / CHECKPOINT) as tmp:
+                    save_model(tmp, self.learn.model, getattr(self.learn, "opt", None), with_opt=True)
             names = list(self.learn.recorder.metric_names[1:-1])
             values = list(self.learn.recorder.log[1:-1])
             state.data["finished_epochs"] = self.epoch + 1
@@ -181,9 +184,13 @@ def train_task(
     (seeded data and model, the run's callbacks, the checkpoint reloaded), :func:`_fit`, then the
     final model folder and ``metrics.json``.
     """
+    from .distributed import per_process_bs, world
+
     out = Path(out)
     _check_options({"epochs": epochs, "bs": bs, "lr": lr, "seed": seed})
-    _check_run_folder(out, resume, overwrite)
+    rank, n_proc = world()  # under torchrun: rank 0 checks and writes the run folder, the others only train
+    if rank == 0:
+        _check_run_folder(out, resume, overwrite)
     asked = _asked(root, epochs, bs, lr, num_workers, seed, dataset_kwargs, overrides)
     if precision is not None:
         asked["precision"] = str(precision)
@@ -191,15 +198,17 @@ def train_task(
         from .loggers import parse_loggers
 
         asked["loggers"] = parse_loggers(loggers)
-    previous = None if (overwrite and not resume) else RunState.load(out)
+    previous = None if (overwrite or rank != 0) and not resume else RunState.load(out)
     if resume:
         cfg, task = _resume_config(task, config, asked, out, previous)
     else:
         cfg, task = _run_config(task, config, asked)
     _check_run_settings(cfg)
+    bs_here = per_process_bs(cfg["bs"], n_proc, cfg.get("grad_accum", 1))  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    state = _run_state(task, out, cfg, resume, previous, dataset_kwargs)
+    state = _run_state(task, out, cfg, resume, previous, dataset_kwargs, write=rank == 0)
     d = state.data
+    d.update(processes=n_proc, grad_accum=cfg.get("grad_accum", 1), bs_per_process=bs_here)
     start = state.finished if resume else 0
     learn, run_cbs = _learner_for_run(task, state, cfg, start, resume, quiet)
     threads = current_threads()
@@ -208,7 +217,17 @@ def train_task(
     print(threads.line, file=sys.stderr, flush=True)
     t0 = time.time()
     _fit(learn, d, start, [*run_cbs, *(cbs or [])], quiet)
+    state.save()
     metrics = d["history"][-1] if d.get("history") else {}
+    if rank != 0:
+        return {
+            "out": out,
+            "weights": None,
+            "config": cfg,
+            "metrics": metrics,
+            "resumed_from": start,
+            "learner": learn,
+        }
     weights = learn.save_pretrained(MODEL, overwrite=True, config=cfg, metrics=metrics)
     _write_json(
         out / METRICS,
@@ -414,7 +433,13 @@ def _resume_config(task, config, asked: dict, out: Path, previous: RunState | No
 
 
 def _run_state(
-    task, out: Path, cfg: dict, resume: bool, previous: RunState | None, dataset_kwargs: dict | None
+    task,
+    out: Path,
+    cfg: dict,
+    resume: bool,
+    previous: RunState | None,
+    dataset_kwargs: dict | None,
+    write: bool = True,
 ) -> RunState:
     """The run to continue, or a new one (``run.json`` and ``config.json``); refuses to start
     over an unfinished run. ``run.json`` also lists the dataset options the caller gave (``-O``)."""
@@ -422,6 +447,7 @@ def _run_state(
 
     if resume:
         assert previous is not None
+        previous.write = write
         return previous
     if previous is not None and previous.finished < int(previous.data.get("epochs", 0)):
         raise FastaiSparseError(
@@ -429,7 +455,8 @@ def _run_state(
             f"({previous.finished}/{previous.data.get('epochs')} epochs); pass --resume to continue it, "
             "--overwrite to start over, or choose another --out"
         )
-    _write_json(out / CONFIG, cfg)
+    if write:
+        _write_json(out / CONFIG, cfg)
     state = RunState(
         out,
         {
@@ -446,6 +473,7 @@ def _run_state(
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "history": [],
         },
+        write=write,
     )
     state.save()
     return state
@@ -468,8 +496,9 @@ def _learner_for_run(
 
     out = state.out
     torch.manual_seed(cfg["seed"])  # the same initial weights for the same seed
+    bs = state.data.get("bs_per_process", cfg["bs"])  # cfg["bs"] split over processes and grad_accum
     dls = task.dataloaders(
-        cfg["dataset"]["root"], bs=cfg["bs"], num_workers=cfg["num_workers"], seed=cfg["seed"], path=out
+        cfg["dataset"]["root"], bs=bs, num_workers=cfg["num_workers"], seed=cfg["seed"], path=out
     )
     learn = task.learner(dls, path=out)
     set_precision(learn, cfg.get("precision", "32"))
@@ -499,11 +528,16 @@ def _fit(learn: Any, d: dict, start: int, cbs: list, quiet: bool) -> None:
     ``start`` to ``d["epochs"]`` with the run's callbacks."""
     if start >= d["epochs"]:
         return
+    from .distributed import GradientAccumulation, distrib_ctx
+
     # the run's callbacks live only for this fit: fastai also fires epoch events in get_preds,
-    # which must not touch the run folder once training is over
-    with learn.added_cbs(cbs):
+    # which must not touch the run folder once training is over. Under torchrun the fit is
+    # data-parallel (distrib_ctx; a no-op in a single process).
+    accum = GradientAccumulation(d.get("grad_accum", 1))
+    with learn.added_cbs([*cbs, accum]), distrib_ctx(learn):
         if quiet:
             with learn.no_bar(), learn.no_logging():
                 fit(learn, d["epochs"], d["lr"], d.get("schedule"), start_epoch=start, reset_opt=not start)
         else:
             fit(learn, d["epochs"], d["lr"], d.get("schedule"), start_epoch=start, reset_opt=not start)
+    d["optimizer_steps"] = int(d.get("optimizer_steps", 0)) + accum.steps
