@@ -28,6 +28,10 @@ def _session_dir() -> Path:
     return _SESSION_DIR[0]
 
 
+#: Input channels of tasks whose voxelizer learns them from the data (features added by transforms).
+_CHANNELS = {"s3dis-seg": 4, "semantickitti-seg": 4}  # rgb + height; remission + position
+
+
 def weights_file(task_name: str, kind: str = "safetensors") -> Path:
     """Untrained weights of ``task_name`` as ``save_weights`` / ``save_pretrained`` write them
     (cached): ``kind`` ``"safetensors"`` (one file), ``"pth"`` (the older torch format) or
@@ -41,7 +45,7 @@ def weights_file(task_name: str, kind: str = "safetensors") -> Path:
 
         torch.manual_seed(0)
         task = get_task(task_name)
-        channels = task.make_voxelizer().num_features
+        channels = task.make_voxelizer().num_features or _CHANNELS[task_name]
         model = task.build_model(channels)
         doc = model_document(
             task=task.name,
@@ -114,6 +118,43 @@ def parts_weights(tmp: Path) -> dict:
     dst = tmp / "parts.safetensors"
     shutil.copy(weights_file("shapenet-part-synthetic"), dst)
     return {"parts_weights": str(dst)}
+
+
+def kitti_scans(tmp: Path) -> dict:
+    """``{kitti_weights}``: weights of semantickitti-seg; ``{scan}``: ``seq/08/velodyne/000000.bin``
+    in the dataset layout with its ground truth ``{label}`` (``seq/08/labels/000000.label``);
+    ``{a_scan}``, ``{b_scan}``: two scans named ``000000.bin`` outside the layout (``a/``, ``b/``)."""
+    pytest.importorskip("fastai_sparse_semantickitti")
+    from fastai_sparse_semantickitti.fixtures import synthetic_scan
+    from fastai_sparse_semantickitti.reader import write_label, write_scan
+
+    xyz, rem, sem, inst = synthetic_scan(0, 1500)
+    seq = tmp / "dataset" / "sequences" / "08"
+    write_scan(seq / "velodyne" / "000000.bin", xyz, rem)
+    write_label(seq / "labels" / "000000.label", sem, inst)
+    for d in ("a", "b"):
+        write_scan(tmp / d / "000000.bin", xyz, rem)
+    dst = tmp / "kitti.safetensors"
+    shutil.copy(weights_file("semantickitti-seg"), dst)
+    return {
+        "kitti_weights": str(dst),
+        "scan": str(seq / "velodyne" / "000000.bin"),
+        "label": str(seq / "labels" / "000000.label"),
+        "a_scan": str(tmp / "a" / "000000.bin"),
+        "b_scan": str(tmp / "b" / "000000.bin"),
+    }
+
+
+def s3dis_room(tmp: Path) -> dict:
+    """``{s3dis_weights}``: weights of s3dis-seg; ``{room_dir}``: an S3DIS room folder
+    (``office_1/`` with ``office_1.txt`` and ``Annotations/``)."""
+    pytest.importorskip("fastai_sparse_s3dis")
+    from fastai_sparse_s3dis.fixtures import make_room
+
+    make_room(tmp / "office_1", points=600)
+    dst = tmp / "s3dis.safetensors"
+    shutil.copy(weights_file("s3dis-seg"), dst)
+    return {"s3dis_weights": str(dst), "room_dir": str(tmp / "office_1")}
 
 
 def room(tmp: Path) -> dict:
