@@ -32,6 +32,9 @@ the plugin calls once per object it contributes. Rules shared by all of them:
 
 The built-in plugin (:mod:`fastai_sparse.builtin.plugin`) registers core's own models,
 heads, metrics, backends, target types and synthetic tasks through these same hooks.
+
+The reference of every hook, with a tested example and the messages of what goes wrong, is
+``docs/hooks.md``; ``tests/core/test_docs.py`` checks its signatures against this module.
 """
 
 from __future__ import annotations
@@ -60,22 +63,30 @@ HOOK_KINDS = {
 def register_tasks(register):
     """Register tasks: ``register(task)`` with a :class:`fastai_sparse.Task`.
 
-    A task ties a dataset factory, a target type, transforms, a voxelizer, a model and head,
-    a loss and metrics; ``get_task(name)`` returns it and ``task.dataloaders(...)`` /
-    ``task.learner(...)`` build the fastai objects. Called once, on first registry access.
-    Errors: a task that is not a ``Task``, or whose name is invalid or already taken, makes
-    the whole plugin broken (see the module docstring).
+    A task ties a dataset factory, a target type, transforms, a voxelizer, a model and head
+    (registered names), a loss and metrics; ``get_task(name)`` returns it and
+    ``task.dataloaders(...)`` / ``task.learner(...)`` build the fastai objects. Building the
+    Task is part of ``fastai-sparse tasks``: it must not import torch.
+
+    Checked at registration (PluginError, the plugin is skipped): the object is a Task, its
+    name is valid and free, ``prepare`` / ``fixture`` / ``read_input`` / ``loss`` are callables,
+    ``splits`` are two split names, ``model`` / ``head`` / ``input_stage`` and ``metrics`` are
+    registered names (strings). The conformance kit builds the task end to end.
+    Reference with examples and messages: ``docs/hooks.md``.
     """
 
 
 @hookspec
 def register_datasets(register):
-    """Register dataset factories: ``register(Factory(name, target, description=...))``.
+    """Register dataset factories: ``register(Factory(name, target, description=..., **defaults))``.
 
     ``target`` is a callable or a ``"module:attr"`` string; called as
-    ``factory(split="train", root=None, **kwargs)`` it returns a sequence of
-    :class:`~fastai_sparse.geometry.PointCloud` or :class:`~fastai_sparse.geometry.Mesh`.
-    ``get_dataset(name)`` returns the :class:`~fastai_sparse.registry.Factory`.
+    ``factory(split=..., root=None, **kwargs)`` (``split`` one of the task's ``splits``, ``root``
+    the ``--root`` folder, ``kwargs`` the task's dataset options) it returns a sequence
+    (``len`` and indexing) of :class:`~fastai_sparse.geometry.PointCloud` or
+    :class:`~fastai_sparse.geometry.Mesh`, read lazily for data on disk.
+    ``get_dataset(name)`` returns the :class:`~fastai_sparse.registry.Factory`; a task names it
+    with ``Task(dataset="name")``. See ``docs/disk-datasets.md``.
     """
 
 
@@ -83,9 +94,12 @@ def register_datasets(register):
 def register_target_types(register):
     """Register target types beyond the built-in ones: ``register(TargetTypeClass)``.
 
-    The class has a ``name`` attribute (e.g. ``"instance-masks"``) and implements the
-    :class:`fastai_sparse.targets.TargetType` interface (``check``, ``collate``,
-    ``loss_func``, ``metrics``, ``decode``). ``get_target_type(name)`` returns the class.
+    The class has a valid, unique ``name`` attribute (e.g. ``"instance-masks"``) and implements
+    the :class:`fastai_sparse.targets.TargetType` interface: ``per`` (``"point"`` or
+    ``"sample"``), ``num_outputs``, ``check(cloud)``, ``collate(clouds)``, ``loss_func()``,
+    ``metrics`` (registered names) and ``decode(pred)``; optionally ``collate_inputs(clouds)``,
+    ``check_output(out, x, y)`` and ``result_json(pred)``. ``get_target_type(name)`` returns the
+    class; tasks hold instances. See ``docs/plugin-authoring.md`` (target types).
     """
 
 
@@ -93,10 +107,12 @@ def register_target_types(register):
 def register_models(register):
     """Register model (backbone) factories: ``register(Factory("unet-m16", "pkg.mod:UNet", m=16))``.
 
-    Called as ``factory(in_channels=C, **defaults, **kwargs)``, the factory returns a
-    ``torch.nn.Module`` mapping a :class:`~fastai_sparse.engine.SparseTensor` to a
-    SparseTensor with an ``out_channels`` attribute. ``fastai-sparse models`` lists them with
-    parameter counts.
+    Called as ``factory(in_channels=C, **defaults, **task.model_kwargs)``, the factory returns a
+    ``torch.nn.Module`` mapping a :class:`~fastai_sparse.engine.SparseTensor` to a SparseTensor,
+    with an ``out_channels`` attribute equal to its output's channels. Under a per-voxel head
+    (segmentation) the output must hold the input's voxels, in their order, at stride 1: the
+    conformance kit checks it, and a model that breaks it stops with a ShapeError naming the
+    backbone. ``fastai-sparse models`` lists them with parameter counts. See ``docs/plugin-authoring.md`` (backbones and heads).
     """
 
 
@@ -104,9 +120,11 @@ def register_models(register):
 def register_heads(register):
     """Register heads: ``register(Factory("seg-linear", "pkg.mod:SegmentationHead"))``.
 
-    Called as ``factory(in_channels=C, num_outputs=K, **kwargs)``, the head maps the backbone's
-    SparseTensor to per-voxel outputs [M, K] (attribute ``per = "voxel"``) or per-sample
-    outputs [B, K] (``per = "sample"``).
+    Called as ``factory(in_channels=C, num_outputs=K, **defaults, **task.head_kwargs)`` (``C`` the
+    backbone's ``out_channels``, ``K`` the target type's ``num_outputs``), the head maps the
+    backbone's SparseTensor to per-voxel outputs [M, K] (attribute ``per = "voxel"``, mapped to
+    every point by the model) or per-sample outputs [B, K] (``per = "sample"``); with
+    ``needs_batch = True`` it is called as ``head(x, batch)``. See ``docs/plugin-authoring.md`` (backbones and heads).
     """
 
 
@@ -115,7 +133,12 @@ def register_metrics(register):
     """Register metric factories: ``register(Factory("miou", "pkg.mod:miou"))``.
 
     Called as ``factory(target_type)``, the factory returns a fastai ``Metric`` that
-    accumulates over the whole epoch (never a mean of per-batch values).
+    accumulates over the whole epoch (``reset()``, ``accumulate(learn)``, ``value``; never a
+    mean of per-batch values), e.g. a :class:`fastai_sparse.metrics.ConfusionMetric` subclass
+    with ``compute(cm)``, or a plain function ``f(pred, targ)``, which becomes a
+    :class:`~fastai_sparse.metrics.FunctionMetric`. A function of ``(pred, targ)`` registered as
+    the factory itself is refused at registration; wrap it with
+    :func:`fastai_sparse.metrics.function_metric`. See ``docs/plugin-authoring.md`` (metrics).
     """
 
 
@@ -129,7 +152,7 @@ def register_backends(register):
     does not import torch); it is chosen with ``backend=`` arguments or the
     ``FASTAI_SPARSE_BACKEND`` environment variable. The registry adds plugin backends to the
     engine's table (:func:`fastai_sparse.engine.backends.add_backend`) when it loads the
-    plugins.
+    plugins. See ``docs/plugin-authoring.md`` (backbones and heads).
     """
 
 
@@ -146,5 +169,6 @@ def register_commands(cli):
                 "ScanNet tools."
 
     Called when the command line is built. A plugin whose hook raises is reported by
-    ``fastai-sparse plugins`` and its commands are missing; the rest of the CLI works.
+    ``fastai-sparse plugins`` and its commands are missing; the rest of the CLI works. Import
+    heavy modules inside the commands, so ``fastai-sparse --help`` stays fast.
     """

@@ -14,7 +14,7 @@ Factories with the signature ``factory(target_type) -> Metric`` (registered by n
 built-in plugin): :func:`miou`, :func:`iou_per_class`, :func:`accuracy`,
 :func:`mean_class_accuracy`, :func:`mae`, :func:`rmse`.
 
-Writing a metric (see ``docs/metrics.md``): subclass :class:`ConfusionMetric` and implement
+Writing a metric (see ``docs/plugin-authoring.md``, section Metrics): subclass :class:`ConfusionMetric` and implement
 ``compute(cm)`` (a value from the epoch's confusion matrix) with a class attribute ``_name``; or
 give a plain function ``f(pred, targ) -> float``, which :class:`FunctionMetric` averages over
 the epoch weighted by the rows of each batch (:func:`function_metric` makes a factory of it, and

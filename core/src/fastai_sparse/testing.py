@@ -122,7 +122,9 @@ def check_plugin(
                     _ = obj.func
                 except Exception as exc:
                     raise _fail(
-                        f"{kind} {n!r}", f"its factory {obj.target!r} cannot be imported", exc
+                        f"plugin {info.name!r}: {kind} {n!r}",
+                        f"its factory {obj.target!r} cannot be imported",
+                        exc,
                     ) from exc
     _check_unused_metrics(info, reg)
     summary: dict[str, Any] = {"plugin": info.name, "registered": dict(info.registered), "tasks": {}}
