@@ -195,6 +195,13 @@ def test_every_page_is_linked_from_the_guide():
         assert f"({page})" in guide, f"docs/plugin-authoring.md does not link {page}"
 
 
+def test_the_other_doc_runner_leaves_these_pages_to_this_one():
+    from tests.core import test_doc_blocks
+
+    assert set(PAGES) == test_doc_blocks.PLUGIN_PAGES
+    assert not {p.name for p in test_doc_blocks.DOCS} & set(PAGES)
+
+
 def test_a_python_block_without_a_marker_is_refused():
     with pytest.raises(AssertionError, match="line 2: a python block without a check marker"):
         blocks("text\n```python\nx = 1\n```\n")
