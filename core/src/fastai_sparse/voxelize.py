@@ -119,7 +119,8 @@ class Voxelizer:
         DataFormatError says which axis, the extent found and the limit.
     mode: how points sharing a voxel give its features: ``"mean"`` (average), ``"first"``
         (the point that comes first in the cloud) or ``"random"`` (one point drawn from
-        ``rng``).
+        ``rng``: the k-th of the voxel's points in cloud order, k uniform; the same ``rng``
+        state picks the same points on every numpy build).
     origin: ``"min"`` shifts coordinates so the smallest is 0 on each axis; ``"none"`` keeps
         them (use after :class:`~fastai_sparse.transforms.points.FitToGrid`).
 
