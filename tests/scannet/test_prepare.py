@@ -186,24 +186,26 @@ def test_killed_run_resumes(tmp_path):
     psutil = pytest.importorskip("psutil")
     from fastai_sparse_scannet.fixtures import make_fixture
 
-    ids = [f"scene{i:04d}_00" for i in range(8)]
+    # enough scenes that a fast machine cannot finish them all between two polls
+    n = 16
+    ids = [f"scene{i:04d}_00" for i in range(n)]
     root = make_fixture(tmp_path / "root", scenes={"train": ids, "val": []}, vertices=20000)
     out = tmp_path / "cache"
     proc = _start(root, out, 2)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("*.npz"))) < 2:
-        time.sleep(0.02)
+    while time.time() < deadline and len(list(out.glob("*.npz"))) < 1:
+        time.sleep(0.005)
     workers = psutil.Process(proc.pid).children(recursive=True)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, "worker processes left behind"
     done = list(out.glob("*.npz"))
-    assert 2 <= len(done) < 8
+    assert 1 <= len(done) < n, f"{len(done)} of {n} scenes prepared before the kill"
     assert all(read_cache(p) is not None for p in done)  # every visible file is complete
     s = prepare(root, out=out, jobs=2, quiet=True)
-    assert s["skipped_existing"] == len(done) and s["prepared"] == 8 - len(done)
+    assert s["skipped_existing"] == len(done) and s["prepared"] == n - len(done)
     ref = prepare(root, out=tmp_path / "ref", jobs=1, quiet=True)
-    assert ref["prepared"] == 8
+    assert ref["prepared"] == n
     _assert_same(_caches(tmp_path / "ref"), _caches(out))
     assert not list(out.glob(".*.tmp"))
