@@ -31,7 +31,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .clitypes import InputDir, InputFile, ModelSource, PositiveFloat, overwrite_option
+from .clitypes import InputDir, InputFile, PositiveFloat, model_option, overwrite_option
 from .threads import threads_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -752,15 +752,7 @@ def prepare(task_name, root, out, jobs, skip_bad, force, quiet, options):
 @click.argument(
     "inputs", nargs=-1, required=True, type=InputFile(allow_dir=True), metavar="INPUTS..."
 )  # folders only for tasks whose reader takes them (predict_files checks)
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=ModelSource(),
-    metavar="PATH|ID",
-    help="Model folder written by `train` or `demo` (RUN/model), a .safetensors or .pth weights "
-    "file, or a Hugging Face Hub model id (owner/name; needs fastai-sparse[hub]).",
-)
+@model_option()
 @click.option(
     "-o",
     "--out",

@@ -9,6 +9,7 @@ their inputs and outputs exactly as ``predict`` does.
 * :class:`ModelSource`: a model folder, a weights file or a Hugging Face Hub id (``--model``).
 * :class:`InputDir`: an existing, readable folder (``--root``).
 * :class:`PositiveFloat`: a finite number above 0 (``--lr``).
+* :func:`model_option`: the ``--model PATH|ID`` option of every command that predicts.
 * :func:`overwrite_option`: the ``--overwrite`` flag; pass its value on to
   :func:`fastai_sparse.files.plan_outputs` and :func:`fastai_sparse.files.atomic_path`, which
   refuse an output that would replace an input or a file of the model, two inputs writing one
@@ -36,6 +37,7 @@ __all__ = [
     "ModelSource",
     "PositiveFloat",
     "WeightsFile",
+    "model_option",
     "overwrite_option",
     "threads_option",
 ]
@@ -132,6 +134,20 @@ class PositiveFloat(click.ParamType):
         if not math.isfinite(x) or x <= 0:
             self.fail(f"{value!r} must be a finite number greater than 0", param, ctx)
         return x
+
+
+def model_option(param: str = "model_path"):
+    """The ``--model PATH|ID`` option of every command that predicts (a required
+    :class:`ModelSource`): a decorator adding the parameter ``param``."""
+    return click.option(
+        "--model",
+        param,
+        required=True,
+        type=ModelSource(),
+        metavar="PATH|ID",
+        help="Model folder written by `train` or `demo` (RUN/model), a .safetensors or .pth weights "
+        "file, or a Hugging Face Hub model id (owner/name; needs fastai-sparse[hub]).",
+    )
 
 
 def overwrite_option(what: str = "existing output files", help: str | None = None):

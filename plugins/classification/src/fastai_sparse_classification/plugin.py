@@ -65,20 +65,12 @@ def register_tasks(register):
 def register_commands(cli):
     import click
 
-    from fastai_sparse.clitypes import InputFile, ModelSource, threads_option
+    from fastai_sparse.clitypes import InputFile, model_option, threads_option
 
     @cli.command("classify")
     @click.argument("task_name", metavar="TASK")
     @click.argument("inputs", nargs=-1, required=True, type=InputFile(), metavar="INPUTS...")
-    @click.option(
-        "--model",
-        "model_path",
-        required=True,
-        type=ModelSource(),
-        metavar="PATH|ID",
-        help="Model folder written by `train` (RUN/model), a .safetensors or .pth weights file, or a "
-        "Hugging Face Hub model id (owner/name).",
-    )
+    @model_option()
     @click.option(
         "--tta",
         type=click.IntRange(min=1),

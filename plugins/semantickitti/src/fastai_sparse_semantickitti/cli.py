@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from fastai_sparse.clitypes import InputDir, InputFile, ModelSource, overwrite_option, threads_option
+from fastai_sparse.clitypes import InputDir, InputFile, model_option, overwrite_option, threads_option
 
 
 def _sequences(value: str | None) -> list[str] | None:
@@ -49,9 +49,7 @@ def classes(root, config):
 
 
 @semantickitti.command("predict")
-@click.option("--model", "model_path", required=True, type=ModelSource(), metavar="PATH|ID",
-              help="Model folder written by `train` (RUN/model), a .safetensors or .pth weights file, "
-              "or a Hugging Face Hub model id (owner/name).")  # fmt: skip
+@model_option()
 @click.option("--root", required=True, type=InputDir("data root"), metavar="DIR",
               help="Data root (holding sequences/).")  # fmt: skip
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path, file_okay=False), metavar="DIR",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fastai_sparse.clitypes import InputFile, ModelSource, overwrite_option, threads_option
+from fastai_sparse.clitypes import InputFile, model_option, overwrite_option, threads_option
 
 
 @click.group()
@@ -59,15 +59,7 @@ def load_model(task_name: str, weights: str):
 
 @shapenet.command("predict")
 @click.argument("inputs", nargs=-1, required=True, type=InputFile(), metavar="INPUTS...")
-@click.option(
-    "--model",
-    "weights",
-    required=True,
-    type=ModelSource(),
-    metavar="PATH|ID",
-    help="Model folder written by `train` (RUN/model), a .safetensors or .pth weights file, or a "
-    "Hugging Face Hub model id (owner/name).",
-)
+@model_option("weights")
 @click.option(
     "--task",
     "task_name",
