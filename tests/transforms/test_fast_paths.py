@@ -111,9 +111,14 @@ def old_elastic(t: ElasticDistortion, cloud: PointCloud, rng) -> PointCloud:
 # -- elastic distortion ------------------------------------------------------------------------
 
 
-# the first two evaluate through the cell table, the third (41k cells) through the node table
+# the first two evaluate through the cell table, the third (41k cells) through the node table;
+# small blocks and chunks: several chunks of cells, each of several blocks, the last ones partial
+@pytest.mark.parametrize("small", [False, True])
 @pytest.mark.parametrize("shape", [(2, 2, 2), (7, 5, 9), (44, 41, 25)])
-def test_interpolation_is_bitwise_the_previous_one(shape):
+def test_interpolation_is_bitwise_the_previous_one(shape, small, monkeypatch):
+    if small:
+        monkeypatch.setattr(_ElasticField, "_BLOCK", 700)
+        monkeypatch.setattr(_ElasticField, "_CHUNK", 2100)
     rng = np.random.default_rng(sum(shape))
     grid = rng.standard_normal((*shape, 3)).astype(np.float32)
     lo, spacing = np.array([-3.0, 1.0, 0.5]), 0.7
