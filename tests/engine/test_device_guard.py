@@ -39,9 +39,11 @@ ALLOWED = {
     ("engine/kernel_map.py", "__init__"),  # CoordIndex: the bounding box (4 ints), keys sorted?
     ("engine/kernel_map.py", "build_down_map"),  # the coarse level's extent (3 ints)
     ("engine/tensor.py", "_check_coords"),  # coordinates >= 0 and in range (min and max row)
+    ("engine/kernel_map.py", "build_plane_groups"),  # the sizes of the 64 face groups, once a map
 }
-#: The most numbers one allowed read may bring back.
+#: The most numbers one allowed read may bring back (by site; default :data:`MAX_READ`).
 MAX_READ = 4
+MAX_READ_AT = {("engine/kernel_map.py", "build_plane_groups"): 64}
 
 _READS = {"tolist", "item", "__bool__", "__int__", "__float__", "__index__"}
 _COPIES = {"cpu", "numpy", "__array__"}
@@ -162,7 +164,7 @@ def test_no_hidden_copies_and_only_scalar_reads(step, device):
     assert mode.copies == [], f"data moved off {device} behind the user's back: {mode.copies}"
     engine_reads = [r for r in mode.reads if r[0] != "<test>"]
     assert engine_reads, "the guard saw no read at all: it is not recording"
-    big = [r for r in engine_reads if r[3] > MAX_READ]
+    big = [r for r in engine_reads if r[3] > MAX_READ_AT.get(r[:2], MAX_READ)]
     assert not big, f"reads of more than {MAX_READ} numbers (a tensor copied to Python): {big}"
     sites = {r[:2] for r in engine_reads}
     assert sites <= ALLOWED, f"new places that read tensor data (one GPU sync each): {sites - ALLOWED}"

@@ -20,11 +20,20 @@ Two compute kernels do all the work:
   gather.
 
 Absent neighbours: the padding row is gathered (a cached zero row, nearly free) and
-multiplied (K**3 / active-pairs, about 1.5x the useful FLOPs on indoor scenes). Packing
-only the active pairs was measured slower in pure PyTorch: a packed block needs a scatter
-(``index_add_``, 3x the cost of a gather per row) or a gather-sum plus a row reorder, and
-grouping rows by neighbour pattern (1.1x the useful FLOPs) gave GEMMs of varying widths
-that were slower per useful FLOP than one wide GEMM. The benchmark reports useful FLOP/s.
+multiplied. Over a full table that is K**3 / active-pairs, 1.5x the useful FLOPs on the
+200k-voxel benchmark room and 2-5x on sparse scans and the demo's rooms. Submanifold
+convolutions therefore use the map's :class:`~fastai_sparse.engine.kernel_map.PlaneGroups`
+when they save 10% or more: rows grouped by the faces of the kernel cube in which they have
+no neighbour at all (a floor one voxel thick has none above or below), each group's table
+keeping only the other offsets, so every group is still one wide GEMM per block. That cuts
+the multiplications to 1.12x the useful ones on the benchmark room (2.96x from 5.4x on the
+demo's finest level) for one extra row gather of the output (and two in the backward).
+Packing every active pair instead was measured slower in pure PyTorch: a packed block needs a
+scatter (``index_add_``, 3x the cost of a gather per row) or a gather-sum plus a row
+reorder; grouping rows by their full neighbour pattern (1.1x the useful FLOPs) gave dozens
+of small GEMMs of varying widths whose call overhead ate the saving, and dropping the
+offsets absent from a whole block kept 97% of them (surfaces two voxels thick fill every
+offset somewhere in a block). The benchmark reports useful FLOP/s.
 
 Reduced precision (``torch.autocast`` with bfloat16 or float16, see
 :mod:`fastai_sparse.precision`): the convolutions compute in the autocast dtype when autocast
@@ -48,7 +57,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ShapeError
-from .kernel_map import DownMap, SubmanifoldMap
+from .kernel_map import DownMap, PlaneGroups, SubmanifoldMap
 
 __all__ = [
     "compute_dtype",
@@ -58,6 +67,8 @@ __all__ = [
     "gather_mm_wgrad",
     "global_avg_pool_feats",
     "global_max_pool_feats",
+    "grouped_subm_backward",
+    "grouped_subm_conv",
     "inverse_conv",
     "positions_padded",
     "scatter_conv",
@@ -125,6 +136,7 @@ def gather_mm(
     weight: torch.Tensor,
     chunk: int | None = None,
     padded: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Output-stationary sparse convolution (im2col blocks).
 
@@ -134,13 +146,14 @@ def gather_mm(
         weight: float [K, C_in, C_out].
         chunk: output rows per block (default :func:`block_rows`).
         padded: ``src`` already ends with the zero row (then [N_in + 1, C_in]).
+        out: float [N_out, C_out] to write into (default: a new tensor).
 
     Returns:
         float [N_out, C_out] with ``out[j] = sum_k src[nbr_t[j, k]] @ weight[k]``.
     """
     n_out, vol = nbr_t.shape
     c_in, c_out = src.shape[1], weight.shape[2]
-    out = src.new_empty((n_out, c_out))
+    out = src.new_empty((n_out, c_out)) if out is None else out
     if n_out == 0:
         return out
     w = weight.reshape(vol * c_in, c_out)
@@ -267,24 +280,104 @@ def subm_backward(
     gx = x.new_empty((n, c_in)) if need_x else None
     acc = x.new_zeros((c_in, vol * c_out), dtype=accumulator_dtype(x.dtype)) if need_w else None
     if n > 0 and (need_x or need_w):
-        # block k of wm is W[vol - 1 - k]^T
-        wm = weight.flip(0).transpose(1, 2).reshape(vol * c_out, c_in) if need_x else None
         g_pad = grad_out if padded else _padded(grad_out)
-        chunk = chunk or block_rows(vol * c_out * grad_out.element_size())
-        buf = grad_out.new_empty((min(chunk, n) * vol, c_out))
-        for a in range(0, n, chunk):
-            b = min(n, a + chunk)
-            g = buf[: (b - a) * vol]
-            torch.index_select(g_pad, 0, nbr_t[a:b].reshape(-1), out=g)
-            g = g.view(b - a, vol * c_out)
-            if need_x:
-                torch.mm(g, wm, out=gx[a:b])
-            if need_w:
-                _addmm_(acc, x[a:b].t(), g)
-    gw = None
-    if need_w:
-        gw = acc.view(c_in, vol, c_out).permute(1, 0, 2).flip(0).contiguous()
-    return gx, gw
+        _subm_backward_blocks(x, g_pad, nbr_t, _mirrored(weight) if need_x else None, gx, acc, chunk)
+    return gx, (_mirrored_wgrad(acc, vol) if need_w else None)
+
+
+def _mirrored(weight: torch.Tensor) -> torch.Tensor:
+    """[K**3, C_out, C_in] whose block ``k`` is ``W[K**3 - 1 - k]^T`` (the input gradient's
+    weight for column ``k`` of a submanifold table)."""
+    return weight.flip(0).transpose(1, 2)
+
+
+def _mirrored_wgrad(acc: torch.Tensor, vol: int) -> torch.Tensor:
+    """The weight gradient [K**3, C_in, C_out] from the accumulator [C_in, K**3 * C_out] of
+    table columns (column ``k`` belongs to offset ``K**3 - 1 - k``)."""
+    c_in = acc.shape[0]
+    return acc.view(c_in, vol, -1).permute(1, 0, 2).flip(0).contiguous()
+
+
+def _subm_backward_blocks(
+    x: torch.Tensor,
+    g_pad: torch.Tensor,
+    nbr_t: torch.Tensor,
+    wm: torch.Tensor | None,
+    gx: torch.Tensor | None,
+    acc: torch.Tensor | None,
+    chunk: int | None = None,
+) -> None:
+    """For every row ``j`` of the table ``nbr_t`` [n, w] (``x`` rows aligned with it):
+    ``gx[j] = gather(g_pad, nbr_t[j]) @ wm`` (``wm`` [w, C_out, C_in], the mirrored weights
+    of the table's columns) and ``acc += x[j]^T gather(g_pad, nbr_t[j])`` (``acc``
+    [C_in, w * C_out]); either skipped when None."""
+    n, w = nbr_t.shape
+    c_out = g_pad.shape[1]
+    wm = None if wm is None else wm.reshape(w * c_out, -1)
+    chunk = chunk or block_rows(w * c_out * g_pad.element_size())
+    buf = g_pad.new_empty((min(chunk, n) * w, c_out))
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        g = buf[: (b - a) * w]
+        torch.index_select(g_pad, 0, nbr_t[a:b].reshape(-1), out=g)
+        g = g.view(b - a, w * c_out)
+        if gx is not None:
+            torch.mm(g, wm, out=gx[a:b])
+        if acc is not None:
+            _addmm_(acc, x[a:b].t(), g)
+
+
+def grouped_subm_conv(xs: torch.Tensor, weight: torch.Tensor, groups: PlaneGroups) -> torch.Tensor:
+    """Submanifold convolution over a map's :class:`~fastai_sparse.engine.kernel_map.PlaneGroups`:
+    ``xs`` [M + 1, C_in] in positions with the zero row; returns [M, C_out] in the caller's
+    order. Each group multiplies only the offsets of its non-empty kernel faces."""
+    y = xs.new_empty((groups.order.shape[0], weight.shape[2]))
+    # as many rows per block as the full table would take: a block stays a compact piece of
+    # space whose gathered rows are mostly in cache (a block sized by its narrower rows spans
+    # more space and gathers slower)
+    chunk = block_rows(weight.shape[0] * weight.shape[1] * xs.element_size())
+    for start, end, cols, nbr_t in groups.groups:
+        w = weight if cols.shape[0] == weight.shape[0] else weight.index_select(0, cols)
+        gather_mm(xs, nbr_t, w, chunk=chunk, padded=True, out=y[start:end])
+    return y.index_select(0, groups.caller_index)
+
+
+def grouped_subm_backward(
+    xs: torch.Tensor,
+    weight: torch.Tensor,
+    g_pad: torch.Tensor,
+    groups: PlaneGroups,
+    need_x: bool,
+    need_w: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """:func:`subm_backward` over the map's plane groups: ``xs`` and ``g_pad`` in positions
+    (``g_pad`` with the zero row); the input gradient comes back in the caller's order."""
+    vol, c_in, c_out = weight.shape
+    n = groups.order.shape[0]
+    gx = xs.new_empty((n, c_in)) if need_x else None
+    acc = xs.new_zeros((c_in, vol, c_out), dtype=accumulator_dtype(xs.dtype)) if need_w else None
+    xg = xs.index_select(0, groups.order) if need_w else None  # x rows in group order
+    wm = _mirrored(weight) if need_x else None
+    chunk = block_rows(vol * c_out * xs.element_size())  # as in grouped_subm_conv
+    for start, end, cols, nbr_t in groups.groups:
+        full = cols.shape[0] == vol
+        wm_g = None if wm is None else (wm if full else wm.index_select(0, cols))
+        acc_g = None
+        if acc is not None:
+            acc_g = acc.view(c_in, vol * c_out) if full else acc.new_zeros((c_in, cols.shape[0] * c_out))
+        _subm_backward_blocks(
+            None if xg is None else xg[start:end],
+            g_pad,
+            nbr_t,
+            wm_g,
+            None if gx is None else gx[start:end],
+            acc_g,
+            chunk,
+        )
+        if acc is not None and not full:
+            acc.index_add_(1, cols, acc_g.view(c_in, -1, c_out))
+    gx = None if gx is None else gx.index_select(0, groups.caller_index)
+    return gx, (_mirrored_wgrad(acc.view(c_in, -1), vol) if need_w else None)
 
 
 def _operands(ctx, x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,22 +401,24 @@ class _SubMConv(torch.autograd.Function):
         x, weight = _operands(ctx, x, weight)
         xs = positions_padded(kmap, x)  # saved as it is: the backward needs no regather
         ctx.save_for_backward(xs, weight)
+        groups = kmap.plane_groups
+        if groups is not None:
+            return grouped_subm_conv(xs, weight, groups)
         return kmap.to_caller(gather_mm(xs, kmap.nbr_t, weight, padded=True))
 
     @staticmethod
     def backward(ctx, grad_out):
         xs, weight = ctx.saved_tensors
         kmap = ctx.kmap
-        gx, gw = subm_backward(
-            xs,
-            weight,
-            positions_padded(kmap, grad_out.to(xs.dtype)),
-            kmap,
-            ctx.needs_input_grad[0],
-            ctx.needs_input_grad[1],
-            padded=True,
-        )
-        gx, gw = _grads(ctx, None if gx is None else kmap.to_caller(gx), gw)
+        g_pad = positions_padded(kmap, grad_out.to(xs.dtype))
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        groups = kmap.plane_groups
+        if groups is not None:
+            gx, gw = grouped_subm_backward(xs, weight, g_pad, groups, need_x, need_w)
+        else:
+            gx, gw = subm_backward(xs, weight, g_pad, kmap, need_x, need_w, padded=True)
+            gx = None if gx is None else kmap.to_caller(gx)
+        gx, gw = _grads(ctx, gx, gw)
         return gx, gw, None
 
 
