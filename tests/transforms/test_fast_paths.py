@@ -211,6 +211,21 @@ def test_fit_to_grid_points_only_path_equals_apply_affine(full, scale):
     assert v.min() >= 0 and v.max() < full
 
 
+@pytest.mark.parametrize(("full", "scale"), [(4096, 1.0), (300, 1.0), (150, 20.0), (60, 7.0)])
+@pytest.mark.parametrize("fill", [0.5, 0.9999])
+def test_fit_to_grid_cloud_inside_keeps_every_point(full, scale, fill):
+    # shorter than the grid along every axis: placed inside, nothing cropped (decided from the
+    # moved extremes, not per point), and every voxel is inside the grid
+    x = np.random.default_rng(6).uniform(-0.5, 0.5, size=(20_000, 3))
+    x[:2] = [[-0.5] * 3, [0.5] * 3]  # the extent is fill * full voxels exactly
+    x = (x * fill * full / scale).astype(np.float32)
+    for seed in range(5):
+        got = FitToGrid(full, scale)(PointCloud(x), np.random.default_rng(seed))
+        assert len(got) == len(x) and got.meta["points_cropped"] == 0
+        v = np.floor(got.xyz.astype(np.float64) * scale)
+        assert v.min() >= 0 and v.max() < full
+
+
 # -- voxelization -----------------------------------------------------------------------------
 
 

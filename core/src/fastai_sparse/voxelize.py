@@ -18,6 +18,7 @@ from .geometry import PointCloud
 __all__ = ["PointFeatureVoxelizer", "Voxelizer", "gather_features", "unvoxelize"]
 
 _MODES = ("mean", "first", "random")
+_CHUNK = 32768  # points whose keys are built together: [3, chunk] scratch stays in L2
 
 
 def gather_features(cloud: PointCloud, names: Sequence[str]) -> np.ndarray:
@@ -162,23 +163,17 @@ class Voxelizer:
         widths = {"rgb": 3, "xyz": 3, "normals": 3, "ones": 1, "height": 1}
         return sum(widths[f] for f in self.features) if all(f in widths for f in self.features) else None
 
-    def _rows(self, cloud: PointCloud) -> np.ndarray:
-        """Voxel coordinates of every point as one C-contiguous float [3, N] array (integral
-        values), shifted and bounds-checked: ``floor(xyz * scale)`` with the product in float64,
-        or at ``scale == 1`` in float32 (``floor`` of a float32 is the float64 floor of the same
-        value). The three axes go as rows: numpy is several times faster on long contiguous rows
-        than on [N, 3] arrays."""
-        n = len(cloud)
-        xt = cloud.xyz.T  # a view; contiguous rows when xyz is column-major (the transforms' output)
-        if self.scale == 1.0:
-            c = np.floor(xt, out=np.empty((3, n), xt.dtype))
-        else:
-            c = np.multiply(xt, self.scale, out=np.empty((3, n), np.float64), dtype=np.float64)
-            np.floor(c, out=c)
-        lo, hi = c.min(axis=1).astype(np.float64), c.max(axis=1).astype(np.float64)
-        if self.origin == "min":
-            c -= c.min(axis=1, keepdims=True)  # integers: exact (a span beyond 2**24 fails below)
-            lo, hi = np.zeros(3), hi - lo
+    def _origin(self, cloud: PointCloud) -> np.ndarray:
+        """int64 [3]: the voxel coordinate that becomes 0 on each axis (the smallest with
+        ``origin="min"``, else 0), once every shifted coordinate is checked to be in
+        ``[0, full_scale)``. The extremes are ``floor(min(x) * scale)`` and
+        ``floor(max(x) * scale)`` (the float64 product and floor are monotone), from six
+        reductions of the float32 columns."""
+        x = cloud.xyz
+        lo = np.floor(np.array([x[:, k].min() for k in range(3)], np.float64) * self.scale)
+        hi = np.floor(np.array([x[:, k].max() for k in range(3)], np.float64) * self.scale)
+        shift = lo if self.origin == "min" else np.zeros(3)
+        lo, hi = lo - shift, hi - shift
         for k in range(3):
             if lo[k] < 0 or hi[k] >= self.full_scale:
                 raise DataFormatError(
@@ -188,7 +183,21 @@ class Voxelizer:
                     path=cloud.meta.get("path"),
                     field="xyz",
                 )
-        return c
+        return shift.astype(np.int64)
+
+    def _floor(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``floor(x * scale)`` of points x float32 [m, 3] into out [3, m] (integral values):
+        the product in float64 (out float64), or at ``scale == 1`` in float32 (out float32:
+        ``floor`` of a float32 is the float64 floor of the same value). The three axes go as
+        rows: numpy is several times faster on long contiguous rows than on [m, 3] arrays
+        (contiguous reads when x is column-major, the transforms' output)."""
+        if self.scale == 1.0:
+            return np.floor(x.T, out=out)
+        np.multiply(x.T, self.scale, out=out, dtype=np.float64)
+        return np.floor(out, out=out)
+
+    def _scratch(self, m: int) -> np.ndarray:
+        return np.empty((3, m), np.float32 if self.scale == 1.0 else np.float64)
 
     def _check(self, cloud: PointCloud) -> None:
         if len(cloud) == 0:
@@ -200,7 +209,10 @@ class Voxelizer:
     def voxel_coords(self, cloud: PointCloud) -> np.ndarray:
         """int64 [N, 3] voxel coordinates of every point, shifted and bounds-checked."""
         self._check(cloud)
-        return self._rows(cloud).T.astype(np.int64)
+        shift = self._origin(cloud)
+        c = self._floor(cloud.xyz, self._scratch(len(cloud))).astype(np.int64)
+        c -= shift[:, None]
+        return c.T
 
     def __call__(self, cloud: PointCloud, rng: np.random.Generator | None = None):
         from .batch import SparseSample
@@ -208,14 +220,23 @@ class Voxelizer:
         self._check(cloud)
         n = len(cloud)
         axis_bits = (self.full_scale - 1).bit_length()
-        # key (x << 2b) | (y << b) | z, b bits per axis: sorts like (x, y, z)
-        rows = self._rows(cloud).astype(np.int64)
-        keys = rows[0]
-        keys <<= 2 * axis_bits
-        rows[1] <<= axis_bits
-        keys |= rows[1]
-        keys |= rows[2]
-        tmp = rows[1].view(np.float64)  # a scratch column, reused below
+        # key (x << 2b) | (y << b) | z, b bits per axis: sorts like (x, y, z); per chunk of
+        # points through scratch rows that stay in the cache
+        shift = self._origin(cloud)[:, None]
+        keys = np.empty(n, np.int64)
+        chunk = max(1, min(n, _CHUNK))
+        fl, iv = self._scratch(chunk), np.empty((3, chunk), np.int64)
+        for c0 in range(0, n, chunk):
+            m = min(n, c0 + chunk) - c0
+            v = iv[:, :m]
+            np.copyto(v, self._floor(cloud.xyz[c0 : c0 + m], fl[:, :m]), casting="unsafe")
+            if self.origin == "min":
+                v -= shift
+            k = np.left_shift(v[0], 2 * axis_bits, out=keys[c0 : c0 + m])
+            v[1] <<= axis_bits
+            k |= v[1]
+            k |= v[2]
+        tmp = np.empty(n, np.float64)  # a scratch column, reused below
         order, sk = _sort_keys(keys, 3 * axis_bits)
         new = np.empty(n, bool)
         new[0] = True

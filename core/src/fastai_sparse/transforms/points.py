@@ -447,23 +447,32 @@ def _box_blur_twice(grid: np.ndarray, gain: float = 1.0) -> np.ndarray:
 
     Two passes of the 3-tap box per axis, not one of its 5-tap square: with zero padding they
     differ at the edges (the second pass sees zeros, not blurred values, beyond the grid), as
-    in the recipe. Written as shifted sums on 2-D views: a spatial neighbour is ``step`` values
-    away in a row of the view, so every pass is two sums of shifted slices (4x faster
-    than ``scipy.ndimage.correlate1d`` on these small channel-last grids); the sums are in
+    in the recipe. Written as shifted sums on the flat array: a spatial neighbour is ``step``
+    values away, so every pass is two sums of shifted slices plus the two end nodes of every
+    row (2.5x faster than ``scipy.ndimage.correlate1d`` on the recipe's first grid, 55 x 57 x 31
+    x 3, measured interleaved; short rows along z cost numpy an inner loop each); the sums are in
     float32 and scaled once at the end (equal to the filter's result to float32 rounding).
     """
     g = np.asarray(grid, np.float32)
     if g.ndim != 4:
         raise ValueError(f"box blur: expected a grid [nx, ny, nz, C], got shape {g.shape}")
     nx, ny, nz, ch = g.shape
-    a, b = g.copy(), np.empty_like(g)
-    for rows, step in ((1, ny * nz * ch), (nx, nz * ch), (nx * ny, ch)):
+    a, b = g, np.empty_like(g)  # the first pass reads the input (not written)
+    for rows, n, step in ((1, nx, ny * nz * ch), (nx, ny, nz * ch), (nx * ny, nz, ch)):
         for _ in range(2):
-            src, dst = a.reshape(rows, -1), b.reshape(rows, -1)
-            dst[:, :step] = src[:, :step]
-            np.add(src[:, step:], src[:, :-step], out=dst[:, step:])
-            dst[:, :-step] += src[:, step:]
-            a, b = b, a
+            src, dst = a.reshape(-1), b.reshape(-1)
+            # (x + left) + right on the whole array: long contiguous operations ...
+            dst[:step] = src[:step]
+            np.add(src[step:], src[:-step], out=dst[step:])
+            dst[:-step] += src[step:]
+            # ... then the first and last node of every row, whose outside neighbour is zero
+            s3, d3 = a.reshape(rows, n, step), b.reshape(rows, n, step)
+            if n == 1:
+                d3[:] = s3
+            else:
+                np.add(s3[:, 0], s3[:, 1], out=d3[:, 0])
+                np.add(s3[:, -1], s3[:, -2], out=d3[:, -1])
+            a, b = b, (np.empty_like(g) if a is g else a)
     a *= np.float32(gain / 3.0**6)
     return a
 
@@ -629,8 +638,8 @@ class FitToGrid(Transform):
     def apply(self, cloud, rng):
         if len(cloud) == 0:
             return cloud
-        m, big = bounds(cloud.xyz)
-        m, big = m * self.scale, big * self.scale
+        lo, hi = bounds(cloud.xyz)
+        m, big = lo * self.scale, hi * self.scale
         slack = self.full_scale - (big - m) - 1e-3  # > 0: room to move; < 0: must crop
         u = rng.random(3) if self.random_offset else np.full(3, 0.5)
         offset = -m + slack * u
@@ -648,6 +657,12 @@ class FitToGrid(Transform):
         # product; at scale 1 the float32 values compare the same, the limit being exact)
         exact32 = self.scale == 1.0 and self.full_scale <= 2**24
         keep = np.ones(len(out), bool)
+        # x + t rounded to float32 and the product are monotone in x: the moved extremes are
+        # the moved points' extremes, so a cloud inside the grid needs no test per point
+        ends = np.stack([lo + t, hi + t]).astype(np.float32)
+        ends = ends if exact32 else ends.astype(np.float64) * self.scale
+        if (ends >= 0).all() and (ends < self.full_scale).all():
+            return crop(out, keep, np.zeros(3), np.full(3, self.full_scale / self.scale))
         for k in range(3):
             v = out.xyz[:, k] if exact32 else out.xyz[:, k].astype(np.float64) * self.scale
             keep &= v >= 0
