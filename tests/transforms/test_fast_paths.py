@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from fastai_sparse import voxelize
 from fastai_sparse.geometry import Boxes, PointCloud
 from fastai_sparse.transforms.points import (
     ElasticDistortion,
@@ -251,7 +252,10 @@ def reference_voxelize(xyz, feats, scale, full_scale):
         (5_000, 1000, 1.0, 999),  # not a power of two
     ],
 )
-def test_voxelizer_equals_a_unique_reference(n, full_scale, scale, extent):
+@pytest.mark.parametrize("chunk", [None, 777])
+def test_voxelizer_equals_a_unique_reference(n, full_scale, scale, extent, chunk, monkeypatch):
+    if chunk:  # keys built over several chunks, the last one partial
+        monkeypatch.setattr(voxelize, "_CHUNK", chunk)
     gen = np.random.default_rng(n)
     hi = extent / scale
     xyz = gen.uniform(0, hi, size=(n, 3)).astype(np.float32)
@@ -264,6 +268,12 @@ def test_voxelizer_equals_a_unique_reference(n, full_scale, scale, extent):
     np.testing.assert_array_equal(s.coords, coords)  # lexicographic order
     np.testing.assert_array_equal(s.inverse, inverse)
     np.testing.assert_allclose(s.feats, means, rtol=1e-6)
+    s = Voxelizer(scale, ("f",), full_scale=full_scale, origin="min")(cloud)
+    np.testing.assert_array_equal(s.coords, coords - coords.min(0))
+    np.testing.assert_array_equal(s.inverse, inverse)
+    for origin, shift in (("none", 0), ("min", coords.min(0))):
+        got = Voxelizer(scale, ("f",), full_scale=full_scale, origin=origin).voxel_coords(cloud)
+        np.testing.assert_array_equal(got, np.floor(xyz.astype(np.float64) * scale) - shift)
     s = Voxelizer(scale, ("f",), full_scale=full_scale, mode="first", origin="none")(cloud)
     np.testing.assert_array_equal(s.feats, f[first])
     # random mode picks one of the voxel's own points, for every voxel: the k-th in cloud
