@@ -13,9 +13,10 @@ a group run round-robin in one process; the ratio is the median of the per-round
   that offset touches, pre-gathered and contiguous (forward ``A_k @ W_k``; forward+backward
   adds ``G_k @ W_k^T`` and ``A_k^T @ G_k``), allocating its outputs. Gathering, scattering
   and the kernel map are free; only active (offset, row) pairs are multiplied.
-* **in-cache bound** (the physical limit): the same useful multiplications, per offset in
-  blocks of 4096 rows read from and written to one cache-resident block, so no memory
-  traffic at all. No implementation of the convolution can beat it: a ratio below 1 is
+* **in-cache bound** (the physical limit): the same useful multiplications with every
+  operand in one cache-resident block, so no memory traffic at all, in the faster of two
+  GEMM shapes (per offset in blocks of 4096 rows, or the offsets stacked along the inner
+  dimension like the engine's im2col blocks). No implementation of the convolution can beat it: a ratio below 1 is
   rejected by the harness as a measurement error.
 * **permuted**: the same voxels in a random row order (a user's own coordinates, several
   clouds concatenated) through the same public API; the engine must not care (within 10%).
@@ -35,7 +36,9 @@ a group run round-robin in one process; the ratio is the median of the per-round
   have no GPU (docs/gpu.md).
 
 Useful FLOP/s counts only active pairs (2 * pairs * C_in * C_out per product; fwd+bwd is
-three products). Targets (issue 17): subm fwd+bwd <= 1.3x the GEMM limit on the large room
+three products). The padding the engine still multiplies is the figure
+``subm_multiplied_pairs``: (row, offset) pairs in its tables per useful pair, after the
+kernel-face grouping of ``SubmanifoldMap.plane_groups`` (the full table is in the label). Targets (issue 17): subm fwd+bwd <= 1.3x the GEMM limit on the large room
 and <= 1.5x on the small one, permuted within 1.1x of sorted, strided and transposed
 fwd+bwd <= 2.0x their GEMM limit. Writes ``benchmarks/results/engine.json``.
 The whole-network figure (UNet training step) is ``benchmarks/bench_unet.py``.
@@ -171,29 +174,65 @@ def gemm_limit(pairs, x, weight, grad, backward: bool):
     return run
 
 
-def in_cache_bound(pairs, weight, backward: bool, block: int):
-    """The same useful products in blocks of ``block`` rows, all operands in one cached block."""
-    c_in, c_out = weight.shape[1], weight.shape[2]
+def in_cache_bound(pairs, weight, backward: bool, block: int, stacked: bool = False):
+    """The same useful products with every operand in one cache-resident block, in one of two
+    GEMM shapes: per offset (``[rows, C_in] @ W_k`` in blocks of ``block`` rows), or
+    (``stacked``) the offsets stacked along the inner dimension
+    (``[rows, K**3 * C_in] @ [K**3 * C_in, C_out]``, the shape of the engine's im2col blocks,
+    faster per FLOP where small GEMMs are slow, e.g. bf16 without bf16 matrix units) with as
+    many rows as make the same number of multiplications. The bound of a figure is the faster
+    of the two in the same interleaved group (:func:`bound_of`)."""
+    vol, c_in, c_out = weight.shape
     like = {"dtype": weight.dtype, "device": weight.device}
-    A = torch.randn(block, c_in, **like)
-    G = torch.randn(block, c_out, **like)
-    out = torch.empty(block, c_out, **like)
-    GI = torch.empty(block, c_in, **like)
-    GW = torch.empty(c_in, c_out, **like)
     wt = weight.transpose(1, 2).contiguous()
     sizes = []
     for k, (i, _) in enumerate(pairs):
         n = len(i)
         sizes += [(k, block)] * (n // block) + ([(k, n % block)] if n % block else [])
+    A = torch.randn(block, c_in, **like)
+    G = torch.randn(block, c_out, **like)
+    out = torch.empty(block, c_out, **like)
+    GI = torch.empty(block, c_in, **like)
+    GW = torch.empty(c_in, c_out, **like)
 
-    def run():
+    def per_offset():
         for k, r in sizes:
             torch.mm(A[:r], weight[k], out=out[:r])
             if backward:
                 torch.mm(G[:r], wt[k], out=GI[:r])
                 torch.mm(A[:r].t(), G[:r], out=GW)
 
-    return run
+    wide_rows = max(1, block // vol)  # the same bytes per block as the per-offset shape
+    total = sum(len(i) for i, _ in pairs)  # stacked rows * vol == useful pairs
+    n_rows = -(-total // vol)
+    wsizes = [wide_rows] * (n_rows // wide_rows) + ([n_rows % wide_rows] if n_rows % wide_rows else [])
+    W = weight.reshape(vol * c_in, c_out)
+    WT = W.t().contiguous()
+    AW = torch.randn(wide_rows, vol * c_in, **like)
+    GWide = torch.empty(vol * c_in, c_out, **like)
+    GIW = torch.empty(wide_rows, vol * c_in, **like)
+
+    def stacked_run():
+        for r in wsizes:
+            torch.mm(AW[:r], W, out=out[:r])
+            if backward:
+                torch.mm(G[:r], WT, out=GIW[:r])
+                torch.mm(AW[:r].t(), G[:r], out=GWide)
+
+    return stacked_run if stacked else per_offset
+
+
+def bounds(pairs, weight, backward: bool, prefix: str = "bound") -> dict:
+    """The two shapes of :func:`in_cache_bound` as rows ``prefix`` and ``prefix + "_stacked"``."""
+    return {
+        prefix: in_cache_bound(pairs, weight, backward, BOUND_BLOCK),
+        f"{prefix}_stacked": in_cache_bound(pairs, weight, backward, BOUND_BLOCK, stacked=True),
+    }
+
+
+def bound_of(g: dict, prefix: str = "bound"):
+    """The faster of the two bound rows of an interleaved group (the tighter bound)."""
+    return min(g[prefix], g[f"{prefix}_stacked"], key=lambda t: t.median)
 
 
 def spconv_map_fn(coords: torch.Tensor):
@@ -328,23 +367,39 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
     n_pairs = sum(len(i) for i, _ in pairs)
     flops_fwd = 2.0 * n_pairs * 32 * 32
     grad = torch.randn(M, 32).to(DEVICE)
-    block = BOUND_BLOCK
     tag = f"{name}/t{t}" if DEVICE.type == "cpu" else f"{name}/{DEVICE.type}"
     where = f"{label_size} room, " + (
         f"{t} thread{'s' if t > 1 else ''}" if DEVICE.type == "cpu" else str(DEVICE)
     )
+    groups = kmap.plane_groups
+    multiplied = groups.entries if groups is not None else M * kmap.volume
     bench.info.setdefault("rooms", {})[name] = {
         "voxels": M,
         "neighbours_per_voxel": n_pairs / M - 1.0,
         "useful_pairs_subm3": n_pairs,
+        "multiplied_pairs_subm3": multiplied,
+        "full_table_pairs_subm3": M * kmap.volume,
+        "face_groups": None if groups is None else len(groups.groups),
     }
+    if t == 1 or DEVICE.type != "cpu":  # a property of the voxels, the same at any thread count
+        bench.figure(
+            f"{name}/subm_multiplied_pairs",
+            multiplied,
+            "pairs",
+            baseline=n_pairs,
+            baseline_label="useful (active) pairs",
+            limit=1.0,
+            label=f"submanifold 3³: (row, offset) pairs multiplied per useful pair, {label_size} room "
+            f"(full table: {M * kmap.volume / n_pairs:.2f}x)",
+            readme=True,
+        )
 
     # -- submanifold fwd+bwd
     g = bench.time(
         synced(
             {
                 "gemm": gemm_limit(pairs, feats, w, grad, True),
-                "bound": in_cache_bound(pairs, w, True, block),
+                **bounds(pairs, w, True),
                 "ours": fwd_bwd(subm, x, grad),
                 "ours_permuted": fwd_bwd(subm, xp, grad[perm]),
             }
@@ -356,7 +411,7 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
         bench.figure(
             f"{tag}/subm_fwdbwd/{row}_vs_bound",
             g[row],
-            baseline=g["bound"],
+            baseline=bound_of(g),
             baseline_label="in-cache GEMM bound",
             limit=1.0,
             label=f"subm 3^3 32->32 fwd+bwd ({row.replace('_', ' ')}) vs in-cache bound, {where}",
@@ -396,7 +451,7 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
         synced(
             {
                 "gemm": gemm_limit(pairs, feats, w, grad, False),
-                "bound": in_cache_bound(pairs, w, False, block),
+                **bounds(pairs, w, False),
                 "ours": fwd_only(subm, x),
                 "ours_permuted": fwd_only(subm, xp),
             }
@@ -408,7 +463,7 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
         bench.figure(
             f"{tag}/subm_fwd/{row}_vs_bound",
             g[row],
-            baseline=g["bound"],
+            baseline=bound_of(g),
             baseline_label="in-cache GEMM bound",
             limit=1.0,
             label=f"subm 3^3 32->32 fwd ({row.replace('_', ' ')}) vs in-cache bound, {where}",
@@ -441,11 +496,11 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
         synced(
             {
                 "gemm_down": gemm_limit(dpairs, feats, wd, dgrad, True),
-                "bound_down": in_cache_bound(dpairs, wd, True, BOUND_BLOCK),
+                **bounds(dpairs, wd, True, "bound_down"),
                 "down": fwd_bwd(down, x, dgrad),
                 "down_permuted": fwd_bwd(down, xp, dgrad),
                 "gemm_up": gemm_limit(upairs, y.feats, wu, ugrad, True),
-                "bound_up": in_cache_bound(upairs, wu, True, BOUND_BLOCK),
+                **bounds(upairs, wu, True, "bound_up"),
                 "up": fwd_bwd(up, y, ugrad),
                 "up_permuted": fwd_bwd(up, y_p, ugrad[perm]),
             }
@@ -458,7 +513,7 @@ def run_room(bench: Bench, name: str, coords: torch.Tensor, repeat: int, label_s
             bench.figure(
                 f"{tag}/{row}_fwdbwd_vs_bound",
                 g[row],
-                baseline=g[f"bound_{kind}"],
+                baseline=bound_of(g, f"bound_{kind}"),
                 baseline_label="in-cache GEMM bound",
                 limit=1.0,
                 label=f"{title} fwd+bwd ({row.replace('_', ' ')}) vs in-cache bound, {where}",
@@ -585,7 +640,7 @@ def _reduced_rows(
                 "ours": fwd_bwd(subm, x, grad),
                 "ours_bf16": fwd_bwd_amp(subm, x, grad, bf),
                 "gemm_bf16": gemm_limit(pairs, x.feats.to(bf), w.to(bf), grad.to(bf), True),
-                "bound_bf16": in_cache_bound(pairs, w.to(bf), True, BOUND_BLOCK),
+                **bounds(pairs, w.to(bf), True, "bound_bf16"),
                 "down": fwd_bwd(down, x, dgrad),
                 "down_bf16": fwd_bwd_amp(down, x, dgrad, bf),
                 "up": fwd_bwd(up, y, ugrad),
@@ -617,7 +672,7 @@ def _reduced_rows(
     bench.figure(
         f"{tag}/subm_fwdbwd_bf16_vs_bound",
         g["ours_bf16"],
-        baseline=g["bound_bf16"],
+        baseline=bound_of(g, "bound_bf16"),
         baseline_label="bf16 in-cache GEMM bound",
         limit=1.0,
         label=f"subm 3^3 fwd+bwd in bf16 vs the bf16 in-cache bound, {where}",
