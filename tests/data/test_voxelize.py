@@ -77,6 +77,11 @@ def test_bad_clouds():
         Voxelizer()(PointCloud(np.zeros((0, 3)), {"rgb": np.zeros((0, 3))}))
     with pytest.raises(DataFormatError, match="non-finite"):
         Voxelizer(features=())(PointCloud([[0, 0, 0], [np.nan, 0, 0]]))
+    for bad in ([0, np.inf, 0], [0, 0, -np.inf], [np.nan, np.nan, 1.0]):
+        with pytest.raises(
+            DataFormatError, match=r"1 point\(s\) have non-finite coordinates \(first: point 2"
+        ):
+            Voxelizer(features=(), origin="none")(PointCloud([[0, 0, 0], [1, 1, 1], bad]))
     s = Voxelizer(features=("ones",))(PointCloud([[1.0, 2.0, 3.0]]))
     assert s.coords.tolist() == [[0, 0, 0]] and s.inverse.tolist() == [0]
 

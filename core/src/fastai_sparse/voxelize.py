@@ -170,8 +170,11 @@ class Voxelizer:
         ``floor(max(x) * scale)`` (the float64 product and floor are monotone), from six
         reductions of the float32 columns."""
         x = cloud.xyz
-        lo = np.floor(np.array([x[:, k].min() for k in range(3)], np.float64) * self.scale)
-        hi = np.floor(np.array([x[:, k].max() for k in range(3)], np.float64) * self.scale)
+        lo = np.array([x[:, k].min() for k in range(3)], np.float64)
+        hi = np.array([x[:, k].max() for k in range(3)], np.float64)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):  # min and max propagate NaN
+            cloud.check_finite()  # raises, naming the first bad point
+        lo, hi = np.floor(lo * self.scale), np.floor(hi * self.scale)
         shift = lo if self.origin == "min" else np.zeros(3)
         lo, hi = lo - shift, hi - shift
         for k in range(3):
@@ -204,7 +207,7 @@ class Voxelizer:
             raise DataFormatError(
                 "cannot voxelize an empty point cloud (0 points)", path=cloud.meta.get("path"), field="xyz"
             )
-        cloud.check_finite()  # one vectorised test; names the first bad point when it fails
+        # non-finite coordinates: found by the column extremes of _origin (before any key)
 
     def voxel_coords(self, cloud: PointCloud) -> np.ndarray:
         """int64 [N, 3] voxel coordinates of every point, shifted and bounds-checked."""
