@@ -39,11 +39,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# OpenMP reads its wait policy once, when torch loads: waiting threads that sleep instead of
-# spinning keep a busy machine from slowing training tenfold (fastai_sparse.threads,
-# benchmarks/bench_threads.py). Only before torch is loaded, and a value already set is kept.
-if "torch" not in _sys.modules:
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP reads its wait policy once, when torch loads: on a busy machine waiting threads that
+# sleep instead of spinning keep training from slowing tenfold; on an idle one they would only
+# slow it (fastai_sparse.threads.wants_passive_wait). Before torch loads; a set value is kept.
+if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ:
+    from .threads import apply_wait_policy as _apply_wait_policy
+
+    _apply_wait_policy()
 
 # public name -> module that defines it
 _LAZY = {

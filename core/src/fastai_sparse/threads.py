@@ -16,11 +16,15 @@ The count (:func:`choose_threads`), first that applies:
    average, rounded, shared by the processes of one job (``torchrun``'s processes on this
    machine, ``prepare``'s jobs) after one core per DataLoader worker; never less than 1.
 
-And the wait: the command line sets ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep
-instead of spinning) unless it is set already. OpenMP reads it once, when torch loads, which
-is why it is set by the command before anything imports torch; a Python program that wants
-it sets it before ``import torch`` (:func:`set_threads` cannot change it afterwards and says
-so in its line).
+And the wait (:func:`wants_passive_wait`): on a machine that is already busy (a 1-minute load
+average of half a core or more) ``import fastai_sparse`` and the command line set
+``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep instead of spinning), unless it is set
+already; on an idle machine they leave OpenMP's own spin-then-sleep, because sleeping costs
+every parallel region a wake-up: the demo's epochs took 1.7x as long with two passive threads
+on an idle 2-core machine (7.3 s against 4.3 s). OpenMP reads the policy once, when torch
+loads, which is why it is set before anything imports torch; a Python program that wants it
+sets it before ``import torch`` (:func:`set_threads` cannot change it afterwards and says so
+in its line).
 
 Every computing command takes ``--threads N`` (:func:`threads_option`) and prints one line
 saying what it chose and why (``demo`` and ``train`` when their work starts, the others on
@@ -45,11 +49,13 @@ from dataclasses import asdict, dataclass
 __all__ = [
     "PASSIVE",
     "ThreadChoice",
+    "apply_wait_policy",
     "choose_threads",
     "current",
     "set_threads",
     "threads_option",
     "usable_cores",
+    "wants_passive_wait",
 ]
 
 PASSIVE = "PASSIVE"
@@ -193,6 +199,23 @@ def _passive() -> bool:
     return os.environ.get(ENV_WAIT, "").strip().upper() == PASSIVE
 
 
+def wants_passive_wait(load: float | None = None) -> bool:
+    """Whether waiting OpenMP threads should sleep: when the 1-minute load average (``load``,
+    default: read it) already takes half a core or more, or cannot be read. On a busy machine
+    a spinning thread waits for one that is not running (tenfold slower steps, see the module
+    docstring); on an idle one sleeping only adds wake-ups."""
+    if load is None:
+        load = _load()
+    return load is None or load >= 0.5
+
+
+def apply_wait_policy() -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` when :func:`wants_passive_wait`, unless torch is loaded
+    (too late) or the variable is set (the user's choice)."""
+    if "torch" not in sys.modules and ENV_WAIT not in os.environ and wants_passive_wait():
+        os.environ[ENV_WAIT] = PASSIVE
+
+
 # -- the policy ------------------------------------------------------------------------------
 def choose_threads(
     requested: int | None = None,
@@ -270,13 +293,12 @@ def set_threads(
     and apply it; returns the choice (``print`` it for the one line; :func:`current` later).
 
     Before torch is loaded the count goes to ``OMP_NUM_THREADS`` (torch reads it when it
-    loads) and, with ``wait=True`` (what the command line does), ``OMP_WAIT_POLICY=PASSIVE``
-    unless it is set; once torch is loaded the count goes to ``torch.set_num_threads`` and
+    loads) and, with ``wait=True`` (what the command line does), :func:`apply_wait_policy`; once torch is loaded the count goes to ``torch.set_num_threads`` and
     the wait policy can no longer change.
     """
     global _current, _env_set_by_us
-    if wait and "torch" not in sys.modules and ENV_WAIT not in os.environ:
-        os.environ[ENV_WAIT] = PASSIVE
+    if wait:
+        apply_wait_policy()
     choice = choose_threads(n, workers, processes)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(choice.threads)
