@@ -30,6 +30,7 @@ index is ``k = (i * K + j) * K + l`` for offsets ``(i, j, l)`` along ``(x, y, z)
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
@@ -295,7 +296,10 @@ class PlaneGroups:
     entries: int
 
 
-def _face_groups(kernel_size: int) -> tuple[list[list[int]], list[int], list[list[int]]]:
+@functools.cache
+def _face_groups(
+    kernel_size: int,
+) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...], tuple[tuple[int, ...], ...]]:
     """The offsets (weight order) of each of the 6 faces of the kernel cube (x-, x+, y-, y+,
     z-, z+); for each of the 64 sets of absent faces (bit ``f`` set: face ``f`` absent) the
     group it joins; and the offsets each group keeps.
@@ -304,7 +308,7 @@ def _face_groups(kernel_size: int) -> tuple[list[list[int]], list[int], list[lis
     faces (3: a surface one voxel thick). A row joins the group that drops the most of its
     absent faces (a pair before a single face, z before y before x), so every group holds
     few or many rows but there are never more than 10 of them: tiny groups would cost more
-    in per-call overhead than their padding.
+    in per-call overhead than their padding. Cached: every submanifold map built asks for it.
     """
     r = kernel_size // 2
     offs = kernel_offset_list(kernel_size, centered=True)
@@ -320,7 +324,7 @@ def _face_groups(kernel_size: int) -> tuple[list[list[int]], list[int], list[lis
     for code in range(64):
         gone = {k for f in range(6) if code >> f & 1 for k in faces[f]}
         kept.append([k for k in range(len(offs)) if k not in gone])
-    return faces, group_of, kept
+    return tuple(map(tuple, faces)), tuple(group_of), tuple(map(tuple, kept))  # cached: read-only
 
 
 def build_plane_groups(kmap: SubmanifoldMap, min_saving: float | None = None) -> PlaneGroups | None:
