@@ -1,5 +1,6 @@
 """The embedded synthetic datasets: determinism, splits, contracts, geometry and difficulty."""
 
+import pickle
 import time
 from collections.abc import Sequence
 
@@ -61,6 +62,55 @@ def test_deterministic_per_index_and_distinct_across_indices(kind):
         ds[4]
     with pytest.raises(IndexError):
         ds[-5]
+
+
+def _count_builds(monkeypatch, ds) -> list[int]:
+    built: list[int] = []
+    build = type(ds)._build
+    monkeypatch.setattr(type(ds), "_build", lambda self, i: built.append(i) or build(self, i))
+    return built
+
+
+@pytest.mark.parametrize("kind", SMALL)
+def test_cache_returns_equal_copies_that_changes_do_not_reach(kind, monkeypatch):
+    ds = SMALL[kind](n=3, seed=1)
+    fresh = SMALL[kind](n=3, seed=1)[1]
+    built = _count_builds(monkeypatch, ds)
+    first = ds[1]
+    first.xyz[:] = 0
+    for v in first.attrs.values():
+        v[:] = 0
+    first.meta["id"] = "changed"
+    second = ds[1]
+    assert built == [1]  # generated once, then served from memory
+    assert _same(second, fresh) and second.meta["id"] == fresh.meta["id"]
+    assert second.xyz is not ds[1].xyz
+
+
+def test_cache_holds_at_most_cache_bytes_least_recently_used_out(monkeypatch):
+    ds = SyntheticRooms(points=1000, n=4)
+    item = ds[0].xyz.nbytes + sum(v.nbytes for v in ds[0].attrs.values())
+    ds = SyntheticRooms(points=1000, n=4)
+    ds.cache_bytes = int(2.5 * item)  # room for two items
+    built = _count_builds(monkeypatch, ds)
+    for i in (0, 1, 0, 2, 1, 0):
+        ds[i]
+    # 0 and 1 cached; 0 used, so 2 evicts 1; 1 evicts 0; 0 is built again
+    assert built == [0, 1, 2, 1, 0]
+    ds2 = SyntheticRooms(points=1000, n=4)
+    ds2.cache_bytes = 0
+    built2 = _count_builds(monkeypatch, ds2)
+    ds2[3], ds2[3]
+    assert built2 == [3, 3]
+
+
+def test_cache_is_not_pickled():
+    ds = SyntheticRooms(points=2000, n=4)
+    list(ds)  # every item cached
+    blob = pickle.dumps(ds)
+    assert len(blob) < 2000 * 12  # less than one item's xyz: no cached item travels
+    again = pickle.loads(blob)
+    assert _same(again[2], ds[2]) and again[2].meta["id"] == ds[2].meta["id"]
 
 
 @pytest.mark.parametrize("kind", SMALL)
