@@ -3,7 +3,9 @@
 Runs ``fastai-sparse demo`` (``synthetic-rooms-seg``: lr_find, one-cycle training, validation,
 4-view TTA, report) on the CPU and records, next to each other, the demo's mIoU, its mIoU with
 TTA (the TTA gain) and the chance level measured on the same validation rooms (the
-majority-class predictor). Targets: under 3 minutes end to end, mIoU >= 0.90.
+majority-class predictor). Targets: under 3 minutes end to end, mIoU >= 0.90. The thread
+count and the OpenMP wait are the ones the command chooses (:mod:`fastai_sparse.threads`:
+every core and spinning threads on an idle machine, fewer on a busy one).
 
     python benchmarks/bench_demo.py            # the demo's settings
     python benchmarks/bench_demo.py --quick    # a one-epoch smoke run
@@ -38,6 +40,11 @@ def main() -> None:
     ap.add_argument("--picture", action="store_true", help="update docs/images/demo.png")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    from fastai_sparse.threads import set_threads
+
+    # the threads and the OpenMP wait `fastai-sparse demo` would choose here, set before torch
+    # loads as the command does (run_demo alone keeps torch's default count)
+    choice = set_threads(wait=True)
     import torch
 
     from fastai_sparse.demo import run_demo
@@ -90,6 +97,7 @@ def main() -> None:
         threads=threads,
     )
     bench.info["summary"] = {k: v for k, v in s.items() if k not in ("weights", "report")}
+    bench.info["thread_choice"] = choice.as_dict()
     bench.print_table()
     bench.write()
     if args.picture:
