@@ -41,7 +41,7 @@ SMOKE_NOTE = (
     "they are not a result (an mIoU below the chance level is normal here)"
 )
 
-#: The demo's settings: about 0.92 mIoU in 3-4 minutes on 2 idle CPU cores (benchmarks/bench_demo.py).
+#: The demo's settings: about 0.92 mIoU in 2.5 minutes on 2 idle CPU cores (benchmarks/bench_demo.py).
 DEMO: dict[str, Any] = {
     "task": "synthetic-rooms-seg",
     "n_train": 48,
