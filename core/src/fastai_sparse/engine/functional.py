@@ -33,7 +33,18 @@ scatter (``index_add_``, 3x the cost of a gather per row) or a gather-sum plus a
 reorder; grouping rows by their full neighbour pattern (1.1x the useful FLOPs) gave dozens
 of small GEMMs of varying widths whose call overhead ate the saving, and dropping the
 offsets absent from a whole block kept 97% of them (surfaces two voxels thick fill every
-offset somewhere in a block). The benchmark reports useful FLOP/s.
+offset somewhere in a block). What is left is spread thin: within a group every kept offset
+has a neighbour in half or more of the rows, so leaving an offset out of the wide GEMM and
+multiplying its active rows in a per-offset GEMM of its own trades a pass at the im2col speed
+for one at the slower per-offset speed plus a gather and a scatter: on the benchmark room the
+best such split (8 offsets kept by under 70% of their group's rows) would cut the im2col
+entries from 1.12x to 1.0x of the useful pairs but move 8% of them to per-offset GEMMs, an
+estimated saving under 3% before those gathers and scatters (not built); sorting each
+group's rows by their full pattern and keeping only the offsets present in a block brings
+1.12x down to 1.06-1.10x, at the price of blocks scattered over space. Skipping the rest would need a fused gather-GEMM kernel that masks single
+(row, offset) pairs, which torch does not offer. The benchmark reports useful FLOP/s: the
+grouped convolution, padding included, runs at 0.9-1.1x the time of per-offset GEMMs over
+exactly the useful pairs.
 
 Reduced precision (``torch.autocast`` with bfloat16 or float16, see
 :mod:`fastai_sparse.precision`): the convolutions compute in the autocast dtype when autocast
