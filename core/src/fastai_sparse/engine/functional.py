@@ -42,8 +42,9 @@ best such split (8 offsets kept by under 70% of their group's rows) would cut th
 entries from 1.12x to 1.0x of the useful pairs but move 8% of them to per-offset GEMMs, an
 estimated saving under 3% before those gathers and scatters (not built); sorting each
 group's rows by their full pattern and keeping only the offsets present in a block brings
-1.12x down to 1.06-1.10x, at the price of blocks scattered over space. Skipping the rest would need a fused gather-GEMM kernel that masks single
-(row, offset) pairs, which torch does not offer. The benchmark reports useful FLOP/s: the
+1.12x down to 1.06-1.10x, at the price of blocks scattered over space. Skipping the rest
+would need a fused gather-GEMM kernel that masks single (row, offset) pairs, which torch does
+not offer. The benchmark reports useful FLOP/s: the
 grouped convolution, padding included, runs at 0.9-1.1x the time of per-offset GEMMs over
 exactly the useful pairs.
 
