@@ -104,6 +104,13 @@ def test_cache_holds_at_most_cache_bytes_least_recently_used_out(monkeypatch):
     assert built2 == [3, 3]
 
 
+def test_changed_settings_empty_the_cache():
+    ds = SyntheticRooms(points=1000, n=2)
+    assert len(ds[0]) == 1000
+    ds.points = 500
+    assert len(ds[0]) == 500 and _same(ds[0], SyntheticRooms(points=500, n=2)[0])
+
+
 def test_cache_is_not_pickled():
     ds = SyntheticRooms(points=2000, n=4)
     list(ds)  # every item cached

@@ -14,6 +14,7 @@ Everything here is numpy only and deterministic given the ``numpy.random.Generat
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -344,8 +345,8 @@ def _array_bytes(obj: Any) -> int:
         return sum(_array_bytes(v) for v in obj.values())
     if isinstance(obj, (list, tuple)):
         return sum(_array_bytes(v) for v in obj)
-    if hasattr(obj, "__dict__"):
-        return sum(_array_bytes(v) for v in vars(obj).values())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sum(_array_bytes(getattr(obj, f.name)) for f in dataclasses.fields(obj))
     return 0
 
 
@@ -360,7 +361,8 @@ class SyntheticDataset(Sequence):
     (least recently used first out): generating a room takes about 9 ms, more than the
     augmentation and voxelization of it, and a training run asks for every item once per
     epoch. Every access returns a deep copy, so changing a returned item never changes the
-    next one. The cache is not pickled (worker processes start with an empty one).
+    next one, and changing the dataset's settings (``ds.points = 4000``) empties the cache.
+    The cache is not pickled (worker processes start with an empty one).
     """
 
     name = "synthetic"
@@ -380,14 +382,16 @@ class SyntheticDataset(Sequence):
 
     def _init_cache(self) -> None:
         self._cache: OrderedDict[int, tuple[Any, int]] = OrderedDict()
-        self._cached_bytes = 0
+        self._cache_used = 0
         self._cache_lock = threading.Lock()
+        self._cache_settings: str | None = None
+
+    def _settings(self) -> str:
+        """The generator's settings (every attribute but the cache's), as a comparable string."""
+        return repr(sorted((k, v) for k, v in vars(self).items() if not k.startswith("_cache")))
 
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        for k in ("_cache", "_cached_bytes", "_cache_lock"):
-            state.pop(k, None)
-        return state
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_cache")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -410,7 +414,11 @@ class SyntheticDataset(Sequence):
         j = int(i) + self.n if i < 0 else int(i)
         if not 0 <= j < self.n:
             raise IndexError(f"{type(self).__name__} index {i} out of range for {self.n} items")
+        settings = self._settings()
         with self._cache_lock:
+            if settings != self._cache_settings:  # new, or the settings changed
+                self._cache.clear()
+                self._cache_used, self._cache_settings = 0, settings
             hit = self._cache.get(j)
             if hit is not None:
                 self._cache.move_to_end(j)
@@ -418,23 +426,22 @@ class SyntheticDataset(Sequence):
             return copy.deepcopy(hit[0])
         cloud = self._build(j)
         cloud.meta.update(id=f"{self.name}/{self.split}/{j}", index=j, split=self.split, seed=self.seed)
-        self._keep(j, cloud)
-        return copy.deepcopy(cloud) if j in self._cache else cloud
+        return copy.deepcopy(cloud) if self._keep(j, cloud, settings) else cloud
 
-    def _keep(self, j: int, cloud: Any) -> None:
-        """Cache item ``j`` unless it alone exceeds :attr:`cache_bytes`; evict the least
-        recently used items beyond it."""
+    def _keep(self, j: int, cloud: Any, settings: str) -> bool:
+        """Cache item ``j`` (built with ``settings``) unless it alone exceeds
+        :attr:`cache_bytes`, evicting the least recently used items beyond it; whether it was
+        kept."""
         size = _array_bytes(cloud)
-        if size > self.cache_bytes:
-            return
         with self._cache_lock:
-            if j in self._cache:
-                return
+            if size > self.cache_bytes or settings != self._cache_settings or j in self._cache:
+                return False
             self._cache[j] = (cloud, size)
-            self._cached_bytes += size
-            while self._cached_bytes > self.cache_bytes:
+            self._cache_used += size
+            while self._cache_used > self.cache_bytes:
                 _, (_, dropped) = self._cache.popitem(last=False)
-                self._cached_bytes -= dropped
+                self._cache_used -= dropped
+            return j in self._cache
 
     def __iter__(self):
         for j in range(self.n):
