@@ -16,12 +16,25 @@ from fastai_sparse import threads
 from fastai_sparse.errors import OptionError
 
 
+@pytest.fixture(autouse=True)
+def _fresh_state(monkeypatch):
+    """No remembered wait or CPU measurement from another test."""
+    monkeypatch.setattr(threads, "_wait_set_by_us", False)
+    monkeypatch.setattr(threads, "_busy_seen", None)
+
+
 @pytest.fixture
 def no_env(monkeypatch):
     """No OMP_NUM_THREADS from the test run (the suite sets it to 1) and no remembered choice."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "_env_set_by_us", None)
     monkeypatch.setattr(threads, "_current", None)
+
+
+def _machine(monkeypatch, load, measured):
+    """A load average of ``load`` and ``measured`` CPUs busy when measured (None: no /proc/stat)."""
+    monkeypatch.setattr(threads, "_load", lambda: load)
+    monkeypatch.setattr(threads, "_measured_busy", lambda seconds: measured)
 
 
 @pytest.mark.parametrize(
@@ -200,16 +213,74 @@ def test_the_wait_sleeps_only_on_a_busy_machine(monkeypatch):
     assert threads.wants_passive_wait(load=13.0) is True
     monkeypatch.setattr(threads, "_load", lambda: None)  # no load average: the safe choice
     assert threads.wants_passive_wait() is True
-    # applied before torch loads, never over the user's own value
-    for load, expect in ((0.1, None), (1.5, "PASSIVE")):
-        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-        monkeypatch.setattr(threads, "_load", lambda load=load: load)
+    # applied before torch loads, never over the user's own value; a load average the CPUs
+    # contradict (a finished pip install, an idle virtual machine) gives way to the measurement
+    for load, measured, expect in (
+        (0.1, 2.0, None),  # under half a core: not measured at all
+        (1.5, 1.2, "PASSIVE"),
+        (1.5, 0.0, None),
+        (1.5, None, "PASSIVE"),  # nothing to measure with: the load average
+    ):
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # a fresh process each time
+        monkeypatch.setattr(threads, "_busy_seen", None)
+        monkeypatch.setattr(threads, "_wait_set_by_us", False)
+        _machine(monkeypatch, load, measured)
         monkeypatch.delitem(sys.modules, "torch", raising=False)  # restored after the test
         threads.apply_wait_policy()
-        assert os.environ.get("OMP_WAIT_POLICY") == expect
+        assert os.environ.get("OMP_WAIT_POLICY") == expect, (load, measured)
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     threads.apply_wait_policy()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_import_uses_the_load_average_and_the_command_line_measures(monkeypatch):
+    """``import fastai_sparse`` decides from the average alone; the command line measures and
+    replaces that choice (and only that one) before torch loads."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    _machine(monkeypatch, 0.84, 0.0)  # the development machine, idle
+    threads.apply_wait_policy(measure=False)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    threads.apply_wait_policy()
+    assert "OMP_WAIT_POLICY" not in os.environ and threads._wait_set_by_us is False
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the user's own: kept
+    threads.apply_wait_policy()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_the_count_follows_the_measured_cpus(no_env, monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: (2, "2 CPUs allowed"))
+    monkeypatch.setattr(threads, "_passive", lambda: False)
+    _machine(monkeypatch, 0.84, 0.04)
+    c = threads.choose_threads()
+    assert (c.threads, c.load, c.busy) == (2, 0.84, 0.04)
+    assert "load average 0.8 but 0.0 CPUs busy over 0.2 s leave 2 cores free" in c.line
+    monkeypatch.setattr(threads, "_busy_seen", None)
+    _machine(monkeypatch, 0.84, 0.9)  # the CPUs agree with the average: it is kept
+    c = threads.choose_threads()
+    assert (c.threads, c.busy) == (1, 0.84) and "load average 0.8 leaves 1 core free" in c.line
+    # torch loaded with sleeping waits: the wait cannot follow, so the count keeps the average
+    monkeypatch.setattr(threads, "_busy_seen", None)
+    monkeypatch.setattr(threads, "_passive", lambda: True)
+
+    def must_not_measure(seconds):
+        raise AssertionError("measured although the wait can no longer change")
+
+    monkeypatch.setattr(threads, "_measured_busy", must_not_measure)
+    assert "torch" in sys.modules
+    assert threads.choose_threads().threads == 1
+
+
+def test_measuring_sees_a_busy_cpu():
+    if threads._cpu_times(threads._allowed_cpus()) is None:
+        pytest.skip("no /proc/stat on this system")
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = threads._measured_busy(0.5)
+    finally:
+        spin.kill()
+        spin.wait()
+    assert busy is not None and 0.5 <= busy <= len(threads._allowed_cpus()) + 1e-9
 
 
 def test_import_sets_the_wait_by_the_load():

@@ -41,11 +41,12 @@ __version__ = "0.1.0"
 
 # OpenMP reads its wait policy once, when torch loads: on a busy machine waiting threads that
 # sleep instead of spinning keep training from slowing tenfold; on an idle one they would only
-# slow it (fastai_sparse.threads.wants_passive_wait). Before torch loads; a set value is kept.
+# slow it (fastai_sparse.threads.wants_passive_wait). Before torch loads; a set value is kept;
+# the load average alone (no measuring: importing does not wait).
 if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ:
     from .threads import apply_wait_policy as _apply_wait_policy
 
-    _apply_wait_policy()
+    _apply_wait_policy(measure=False)
 
 # public name -> module that defines it
 _LAZY = {

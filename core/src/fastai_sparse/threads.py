@@ -12,19 +12,29 @@ The count (:func:`choose_threads`), first that applies:
 1. the count asked for: ``--threads N`` on the command line, ``set_threads(N)`` in Python;
 2. ``OMP_NUM_THREADS`` when it is set (``torchrun`` sets it to 1 for every process);
 3. the free cores: the usable cores (:func:`usable_cores`: the CPUs this process may run on,
-   a container's CPU quota, physical cores rather than hyper-threads) minus the 1-minute load
-   average, rounded, shared by the processes of one job (``torchrun``'s processes on this
-   machine, ``prepare``'s jobs) after one core per DataLoader worker; never less than 1.
+   a container's CPU quota, physical cores rather than hyper-threads) minus the other work
+   (:func:`busy_cpus`), rounded, shared by the processes of one job (``torchrun``'s processes
+   on this machine, ``prepare``'s jobs) after one core per DataLoader worker; never less
+   than 1.
 
-And the wait (:func:`wants_passive_wait`): on a machine that is already busy (a 1-minute load
-average of half a core or more) ``import fastai_sparse`` and the command line set
-``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep instead of spinning), unless it is set
-already; on an idle machine they leave OpenMP's own spin-then-sleep, because sleeping costs
+The other work is the 1-minute load average, or, when that says half a core or more, the
+smaller of it and the CPU time the usable CPUs spent outside idle over the next
+:data:`SAMPLE_SECONDS` (``/proc/stat``; this process sleeps meanwhile). The average lags a
+minute behind: right after ``pip install`` it still counts the finished install, and on some
+virtual machines it stays at 0.5-0.9 with nothing running (measured on the 2-core machine this
+project is developed on: load average 0.84, CPUs 0.0 busy over 1 s). Trusting it there ran the
+demo on one thread, 222 s against 153 s on two.
+
+And the wait (:func:`wants_passive_wait`): on a machine that is already busy (half a core or
+more of other work) waiting OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``) instead of
+spinning; on an idle machine OpenMP's own spin-then-sleep is kept, because sleeping costs
 every parallel region a wake-up: the demo's epochs took 1.7x as long with two passive threads
 on an idle 2-core machine (7.3 s against 4.3 s). OpenMP reads the policy once, when torch
-loads, which is why it is set before anything imports torch; a Python program that wants it
-sets it before ``import torch`` (:func:`set_threads` cannot change it afterwards and says so
-in its line).
+loads, which is why it is set before anything imports torch: ``import fastai_sparse`` decides
+from the load average alone (importing stays instant), and the command line (:func:`set_threads`
+with ``wait=True``) decides again with the measured CPUs, replacing the import's choice but
+never a value the user set. A Python program that wants it sets it before ``import torch``
+(:func:`set_threads` cannot change it afterwards and says so in its line).
 
 Every computing command takes ``--threads N`` (:func:`threads_option`) and prints one line
 saying what it chose and why (``demo`` and ``train`` when their work starts, the others on
@@ -44,12 +54,14 @@ import functools
 import math
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 
 __all__ = [
     "PASSIVE",
     "ThreadChoice",
     "apply_wait_policy",
+    "busy_cpus",
     "choose_threads",
     "current",
     "set_threads",
@@ -62,8 +74,13 @@ PASSIVE = "PASSIVE"
 #: The environment variables that decide the count and the wait, as OpenMP reads them.
 ENV_THREADS, ENV_WAIT = "OMP_NUM_THREADS", "OMP_WAIT_POLICY"
 
+#: Seconds over which :func:`busy_cpus` measures the CPUs when the load average says busy.
+SAMPLE_SECONDS = 0.2
+
 _current: ThreadChoice | None = None
 _env_set_by_us: str | None = None  # the OMP_NUM_THREADS value this module exported, if any
+_wait_set_by_us = False  # whether this module exported OMP_WAIT_POLICY
+_busy_seen: tuple[float, float | None, float | None] | None = None  # (when, load, busy)
 
 
 def _plural(n: int, word: str) -> str:
@@ -79,7 +96,9 @@ class ThreadChoice:
     words; cores / cores_why: the usable cores and how they were counted; load: the 1-minute
     load average read (None where the system has none); workers: DataLoader workers
     (one thread each) and processes: processes of the job sharing the cores; passive: whether
-    OpenMP's waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``) in this process.
+    OpenMP's waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``) in this process; busy: the
+    other work the policy counted in CPUs (:func:`busy_cpus`; the load average unless the
+    CPUs were measured less busy).
     """
 
     threads: int
@@ -91,6 +110,7 @@ class ThreadChoice:
     workers: int = 0
     processes: int = 1
     passive: bool = False
+    busy: float | None = None
 
     @property
     def line(self) -> str:
@@ -187,6 +207,57 @@ def _load() -> float | None:
         return None
 
 
+def _cpu_times(cpus: list[int]) -> tuple[int, int] | None:
+    """``(idle, total)`` clock ticks of ``cpus`` since boot (``/proc/stat``); None without it."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    want, idle, total, seen = {f"cpu{c}" for c in cpus}, 0, 0, 0
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0] in want and len(parts) >= 5:
+            ticks = [int(v) for v in parts[1:9]]  # user nice system idle iowait irq softirq steal
+            idle += ticks[3] + ticks[4]
+            total += sum(ticks)
+            seen += 1
+    return (idle, total) if seen else None
+
+
+def _measured_busy(seconds: float) -> float | None:
+    """CPUs' worth of work done on the usable CPUs over ``seconds`` while this process sleeps
+    (Linux ``/proc/stat``); None where it cannot be measured."""
+    cpus = _allowed_cpus()
+    before = _cpu_times(cpus)
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after = _cpu_times(cpus)
+    if after is None or after[1] <= before[1]:
+        return None
+    return len(cpus) * (1.0 - (after[0] - before[0]) / (after[1] - before[1]))
+
+
+def busy_cpus(measure: bool = True) -> tuple[float | None, float | None]:
+    """``(load average, other work in CPUs)``: the 1-minute load average, and what the policy
+    counts as busy: the load average, or the smaller CPU time measured over
+    :data:`SAMPLE_SECONDS` when the average says half a core or more and ``measure``. A
+    measurement is reused for 10 s (the command line asks twice: for the wait, then the count).
+    """
+    global _busy_seen
+    load = _load()
+    if load is None or load < 0.5 or not measure:
+        return load, load
+    now = time.monotonic()
+    if _busy_seen is not None and now - _busy_seen[0] < 10.0:
+        return _busy_seen[1], _busy_seen[2]
+    seen = _measured_busy(SAMPLE_SECONDS)
+    busy = load if seen is None else min(load, seen)
+    _busy_seen = (now, load, busy)
+    return load, busy
+
+
 def _local_processes() -> int:
     """Processes of one ``torchrun`` job on this machine (``LOCAL_WORLD_SIZE``), else 1."""
     try:
@@ -199,21 +270,31 @@ def _passive() -> bool:
     return os.environ.get(ENV_WAIT, "").strip().upper() == PASSIVE
 
 
-def wants_passive_wait(load: float | None = None) -> bool:
-    """Whether waiting OpenMP threads should sleep: when the 1-minute load average (``load``,
-    default: read it) already takes half a core or more, or cannot be read. On a busy machine
-    a spinning thread waits for one that is not running (tenfold slower steps, see the module
-    docstring); on an idle one sleeping only adds wake-ups."""
+def wants_passive_wait(load: float | None = None, measure: bool = True) -> bool:
+    """Whether waiting OpenMP threads should sleep: when the other work (``load``, default:
+    :func:`busy_cpus`, measuring the CPUs when ``measure``) takes half a core or more, or
+    cannot be read. On a busy machine a spinning thread waits for one that is not running
+    (tenfold slower steps, see the module docstring); on an idle one sleeping only adds
+    wake-ups."""
     if load is None:
-        load = _load()
+        load = busy_cpus(measure)[1]
     return load is None or load >= 0.5
 
 
-def apply_wait_policy() -> None:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` when :func:`wants_passive_wait`, unless torch is loaded
-    (too late) or the variable is set (the user's choice)."""
-    if "torch" not in sys.modules and ENV_WAIT not in os.environ and wants_passive_wait():
-        os.environ[ENV_WAIT] = PASSIVE
+def apply_wait_policy(measure: bool = True) -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` when :func:`wants_passive_wait`, or clear the one this
+    module set earlier when it no longer does; nothing once torch is loaded (too late) or when
+    the user set the variable. ``import fastai_sparse`` passes ``measure=False`` (the load
+    average alone: importing does not wait)."""
+    global _wait_set_by_us
+    ours = _wait_set_by_us and os.environ.get(ENV_WAIT) == PASSIVE
+    if "torch" in sys.modules or (ENV_WAIT in os.environ and not ours):
+        return
+    if wants_passive_wait(measure=measure):
+        os.environ[ENV_WAIT], _wait_set_by_us = PASSIVE, True
+    elif ours:
+        del os.environ[ENV_WAIT]
+        _wait_set_by_us = False
 
 
 # -- the policy ------------------------------------------------------------------------------
@@ -241,11 +322,21 @@ def choose_threads(
     else:
         cores_why = "given"
     if load is None:
-        load = _load()
+        # measured only where the wait can follow it (torch not loaded) or waits spin anyway: a
+        # count raised by the measurement next to threads already sleeping is the slow pairing
+        load, busy = busy_cpus(measure="torch" not in sys.modules or not _passive())
+    else:
+        busy = load
     processes = _local_processes() if processes is None else max(1, int(processes))
     workers = max(0, int(workers or 0))
     common = dict(
-        cores=cores, cores_why=cores_why, load=load, workers=workers, processes=processes, passive=_passive()
+        cores=cores,
+        cores_why=cores_why,
+        load=load,
+        workers=workers,
+        processes=processes,
+        passive=_passive(),
+        busy=busy,
     )
     if requested is not None:
         n = int(requested)
@@ -259,12 +350,13 @@ def choose_threads(
             n = 0
         if n >= 1:
             return ThreadChoice(n, "env", f"{ENV_THREADS}={env}", **common)
-    busy = 0 if load is None else int(load + 0.5)
-    free = max(0, cores - busy)
+    free = max(0, cores - (0 if busy is None else int(busy + 0.5)))
     n = max(1, (free - workers) // processes)
     parts = [f"load average {load:.1f}" if load is not None else "no load average on this system"]
+    if load is not None and busy is not None and busy < load:
+        parts[0] += f" but {busy:.1f} CPUs busy over {SAMPLE_SECONDS:g} s"
     if load is not None:
-        parts[0] += f" leaves {_plural(free, 'core') if free else 'none'} free"
+        parts[0] += f" leave{'s' if busy == load else ''} {_plural(free, 'core') if free else 'none'} free"
     if workers:
         parts.append(f"DataLoader workers take {workers}")
     if processes > 1:
@@ -283,7 +375,8 @@ def current() -> ThreadChoice:
     n = int(torch.get_num_threads())
     env = os.environ.get(ENV_THREADS)
     source, reason = ("env", f"{ENV_THREADS}={env}") if env else ("torch", "torch's default")
-    return ThreadChoice(n, source, reason, cores, cores_why, _load(), passive=_passive())
+    load = _load()
+    return ThreadChoice(n, source, reason, cores, cores_why, load, passive=_passive(), busy=load)
 
 
 def set_threads(
@@ -293,11 +386,12 @@ def set_threads(
     and apply it; returns the choice (``print`` it for the one line; :func:`current` later).
 
     Before torch is loaded the count goes to ``OMP_NUM_THREADS`` (torch reads it when it
-    loads) and, with ``wait=True`` (what the command line does), :func:`apply_wait_policy`; once torch is loaded the count goes to ``torch.set_num_threads`` and
-    the wait policy can no longer change.
+    loads) and, with ``wait=True`` (what the command line does) or when this module set the
+    wait at import, :func:`apply_wait_policy`; once torch is loaded the count goes to
+    ``torch.set_num_threads`` and the wait policy can no longer change.
     """
     global _current, _env_set_by_us
-    if wait:
+    if wait or _wait_set_by_us:  # the wait this module set follows the count's measurement
         apply_wait_policy()
     choice = choose_threads(n, workers, processes)
     if "torch" in sys.modules:
