@@ -17,13 +17,16 @@ The count (:func:`choose_threads`), first that applies:
    on this machine, ``prepare``'s jobs) after one core per DataLoader worker; never less
    than 1.
 
-The other work is the 1-minute load average, or, when that says half a core or more, the
-smaller of it and the CPU time the usable CPUs spent outside idle over the next
-:data:`SAMPLE_SECONDS` (``/proc/stat``; this process sleeps meanwhile). The average lags a
-minute behind: right after ``pip install`` it still counts the finished install, and on some
-virtual machines it stays at 0.5-0.9 with nothing running (measured on the 2-core machine this
-project is developed on: load average 0.84, CPUs 0.0 busy over 1 s). Trusting it there ran the
-demo on one thread, 222 s against 153 s on two.
+The other work is the 1-minute load average, unless that says half a core or more while the
+usable CPUs, measured over the next :data:`SAMPLE_SECONDS` (``/proc/stat``; this process
+sleeps meanwhile), did less than :data:`IDLE_CPUS` of work: then the measurement. The average
+lags a minute behind: right after ``pip install`` it still counts the finished install, and on
+some virtual machines it stays at 0.5-0.9 with nothing running (measured on the 2-core machine
+this project is developed on: load average 0.84, CPUs 0.0 busy over 1 s). Trusting it there
+ran the demo on one thread, 222 s against 153 s on two. Only a machine measured idle
+overrules the average: a neighbour that merely paused during the measurement would otherwise
+get spinning threads back, the tenfold slowdown above, while a needless thread less costs
+about 1.5x.
 
 And the wait (:func:`wants_passive_wait`): on a machine that is already busy (half a core or
 more of other work) waiting OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``) instead of
@@ -75,7 +78,9 @@ PASSIVE = "PASSIVE"
 ENV_THREADS, ENV_WAIT = "OMP_NUM_THREADS", "OMP_WAIT_POLICY"
 
 #: Seconds over which :func:`busy_cpus` measures the CPUs when the load average says busy.
-SAMPLE_SECONDS = 0.2
+SAMPLE_SECONDS = 0.5
+#: Work (in CPUs) under which a measured machine counts as idle whatever its load average.
+IDLE_CPUS = 0.25
 
 _current: ThreadChoice | None = None
 _env_set_by_us: str | None = None  # the OMP_NUM_THREADS value this module exported, if any
@@ -207,44 +212,57 @@ def _load() -> float | None:
         return None
 
 
-def _cpu_times(cpus: list[int]) -> tuple[int, int] | None:
-    """``(idle, total)`` clock ticks of ``cpus`` since boot (``/proc/stat``); None without it."""
+def _read_stat() -> str | None:
     try:
         with open("/proc/stat") as f:
-            lines = f.read().splitlines()
+            return f.read()
     except OSError:
         return None
-    want, idle, total, seen = {f"cpu{c}" for c in cpus}, 0, 0, 0
-    for line in lines:
+
+
+def _cpu_ticks(stat: str, cpus: list[int]) -> dict[int, tuple[int, int]]:
+    """``{cpu: (idle, total)}`` clock ticks since boot of those of ``cpus`` that ``stat`` (the
+    text of ``/proc/stat``) lists. Fields: user nice system idle iowait irq softirq steal
+    (guest time is already inside user and nice); iowait counts as idle, steal as busy."""
+    want, out = {f"cpu{c}": c for c in cpus}, {}
+    for line in stat.splitlines():
         parts = line.split()
-        if parts and parts[0] in want and len(parts) >= 5:
-            ticks = [int(v) for v in parts[1:9]]  # user nice system idle iowait irq softirq steal
-            idle += ticks[3] + ticks[4]
-            total += sum(ticks)
-            seen += 1
-    return (idle, total) if seen else None
+        if len(parts) < 9 or parts[0] not in want:
+            continue
+        try:
+            ticks = [int(v) for v in parts[1:9]]
+        except ValueError:
+            continue
+        out[want[parts[0]]] = (ticks[3] + ticks[4], sum(ticks))
+    return out
+
+
+def _busy_between(before: str, after: str, cpus: list[int]) -> float | None:
+    """CPUs' worth of work on ``cpus`` between two readings of ``/proc/stat``; None unless
+    every one of them is in both with time elapsed (a container may renumber or hide them)."""
+    a, b = _cpu_ticks(before, cpus), _cpu_ticks(after, cpus)
+    if not cpus or any(c not in a or c not in b or b[c][1] <= a[c][1] for c in cpus):
+        return None
+    return sum(1.0 - (b[c][0] - a[c][0]) / (b[c][1] - a[c][1]) for c in cpus)
 
 
 def _measured_busy(seconds: float) -> float | None:
     """CPUs' worth of work done on the usable CPUs over ``seconds`` while this process sleeps
     (Linux ``/proc/stat``); None where it cannot be measured."""
-    cpus = _allowed_cpus()
-    before = _cpu_times(cpus)
+    cpus, before = _allowed_cpus(), _read_stat()
     if before is None:
         return None
     time.sleep(seconds)
-    after = _cpu_times(cpus)
-    if after is None or after[1] <= before[1]:
-        return None
-    return len(cpus) * (1.0 - (after[0] - before[0]) / (after[1] - before[1]))
+    after = _read_stat()
+    return None if after is None else _busy_between(before, after, cpus)
 
 
 def busy_cpus(measure: bool = True) -> tuple[float | None, float | None]:
     """``(load average, other work in CPUs)``: the 1-minute load average, and what the policy
-    counts as busy: the load average, or the smaller CPU time measured over
-    :data:`SAMPLE_SECONDS` when the average says half a core or more and ``measure``. A
-    measurement is reused for 10 s (the command line asks twice: for the wait, then the count).
-    """
+    counts as busy: the load average, or, when it says half a core or more, ``measure`` is
+    set and the CPUs measured over :data:`SAMPLE_SECONDS` did less than :data:`IDLE_CPUS` of
+    work, that measurement. A measurement is reused for 10 s (the command line asks twice: for
+    the wait, then the count)."""
     global _busy_seen
     load = _load()
     if load is None or load < 0.5 or not measure:
@@ -253,7 +271,7 @@ def busy_cpus(measure: bool = True) -> tuple[float | None, float | None]:
     if _busy_seen is not None and now - _busy_seen[0] < 10.0:
         return _busy_seen[1], _busy_seen[2]
     seen = _measured_busy(SAMPLE_SECONDS)
-    busy = load if seen is None else min(load, seen)
+    busy = seen if seen is not None and seen < IDLE_CPUS else load
     _busy_seen = (now, load, busy)
     return load, busy
 
@@ -321,12 +339,9 @@ def choose_threads(
         cores, cores_why = usable_cores()
     else:
         cores_why = "given"
-    if load is None:
-        # measured only where the wait can follow it (torch not loaded) or waits spin anyway: a
-        # count raised by the measurement next to threads already sleeping is the slow pairing
-        load, busy = busy_cpus(measure="torch" not in sys.modules or not _passive())
-    else:
-        busy = load
+    given = load is not None
+    if not given:
+        load = _load()
     processes = _local_processes() if processes is None else max(1, int(processes))
     workers = max(0, int(workers or 0))
     common = dict(
@@ -336,7 +351,7 @@ def choose_threads(
         workers=workers,
         processes=processes,
         passive=_passive(),
-        busy=busy,
+        busy=load,
     )
     if requested is not None:
         n = int(requested)
@@ -350,11 +365,15 @@ def choose_threads(
             n = 0
         if n >= 1:
             return ThreadChoice(n, "env", f"{ENV_THREADS}={env}", **common)
+    # measured only when the waits spin: a count raised by the measurement next to threads that
+    # sleep (an inherited or the user's PASSIVE, or torch loaded with it) is the slow pairing
+    busy = load if given or _passive() else busy_cpus()[1]
+    common["busy"] = busy
     free = max(0, cores - (0 if busy is None else int(busy + 0.5)))
     n = max(1, (free - workers) // processes)
     parts = [f"load average {load:.1f}" if load is not None else "no load average on this system"]
     if load is not None and busy is not None and busy < load:
-        parts[0] += f" but {busy:.1f} CPUs busy over {SAMPLE_SECONDS:g} s"
+        parts[0] += f" but the CPUs idle over {SAMPLE_SECONDS:g} s ({busy:.1f} busy)"
     if load is not None:
         parts[0] += f" leave{'s' if busy == load else ''} {_plural(free, 'core') if free else 'none'} free"
     if workers:
@@ -403,7 +422,7 @@ def set_threads(
 
 
 # -- the command-line option -----------------------------------------------------------------
-THREADS_HELP = "CPU threads torch computes with [default: the cores the load average leaves free]."
+THREADS_HELP = "CPU threads torch computes with [default: the cores other work leaves free]."
 
 
 def threads_option(workers: str | None = None, processes: str | None = None, announce: bool = True):
