@@ -362,7 +362,8 @@ class SyntheticDataset(Sequence):
     augmentation and voxelization of it, and a training run asks for every item once per
     epoch. Every access returns a deep copy, so changing a returned item never changes the
     next one, and changing the dataset's settings (``ds.points = 4000``) empties the cache.
-    The cache is not pickled (worker processes start with an empty one).
+    The cache is not pickled; a DataLoader worker process keeps what it generates for as long
+    as it lives (one epoch unless the workers are persistent).
     """
 
     name = "synthetic"
