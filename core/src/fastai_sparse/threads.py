@@ -103,7 +103,7 @@ class ThreadChoice:
     (one thread each) and processes: processes of the job sharing the cores; passive: whether
     OpenMP's waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``) in this process; busy: the
     other work the policy counted in CPUs (:func:`busy_cpus`; the load average unless the
-    CPUs were measured less busy).
+    CPUs were measured idle).
     """
 
     threads: int
