@@ -34,8 +34,8 @@ reorder; grouping rows by their full neighbour pattern (1.1x the useful FLOPs) g
 of small GEMMs of varying widths whose call overhead ate the saving, and dropping the
 offsets absent from a whole block kept 97% of them (surfaces two voxels thick fill every
 offset somewhere in a block). What is left is spread thin: within a group a kept offset has a
-neighbour in 89% of the rows on average and in under half of them for 1 of the 135 (group,
-offset) pairs of the two benchmark rooms, so leaving an offset out of the wide GEMM and
+neighbour in 89% of the rows on average and in under half of them for 1 of the 270 (group,
+offset) pairs of the two benchmark rooms (135 each), so leaving an offset out of the wide GEMM and
 multiplying its active rows in a per-offset GEMM of its own trades a pass at the im2col speed
 for one at the slower per-offset speed plus a gather and a scatter: on the benchmark room the
 best such split (8 offsets kept by under 70% of their group's rows) would cut the im2col
