@@ -3,6 +3,7 @@ applies before torch loads; ``--threads`` on every command that computes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -260,6 +261,13 @@ def test_the_count_follows_the_measured_cpus(no_env, monkeypatch):
     _machine(monkeypatch, 0.84, 0.3)  # not idle: the average is kept
     c = threads.choose_threads()
     assert (c.threads, c.busy) == (1, 0.84) and "load average 0.8 leaves 1 core free" in c.line
+    # a load average that moves between two readings: the line names the one that was counted
+    monkeypatch.setattr(threads, "_busy_seen", None)
+    readings = itertools.chain([0.84], itertools.repeat(0.64))
+    monkeypatch.setattr(threads, "_load", lambda: next(readings))
+    c = threads.choose_threads()
+    assert c.busy == c.load and "CPUs idle" not in c.line
+    assert f"load average {c.load:.1f} leaves 1 core free" in c.line
     # torch loaded with sleeping waits: the wait cannot follow, so the count keeps the average
     monkeypatch.setattr(threads, "_busy_seen", None)
     monkeypatch.setattr(threads, "_passive", lambda: True)

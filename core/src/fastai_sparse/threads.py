@@ -366,9 +366,12 @@ def choose_threads(
         if n >= 1:
             return ThreadChoice(n, "env", f"{ENV_THREADS}={env}", **common)
     # measured only when the waits spin: a count raised by the measurement next to threads that
-    # sleep (an inherited or the user's PASSIVE, or torch loaded with it) is the slow pairing
-    busy = load if given or _passive() else busy_cpus()[1]
-    common["busy"] = busy
+    # sleep (an inherited or the user's PASSIVE, or torch loaded with it) is the slow pairing.
+    # The load average and the work counted come from one reading, so the line agrees with both
+    busy = load
+    if not given and not _passive():
+        load, busy = busy_cpus()
+    common.update(load=load, busy=busy)
     free = max(0, cores - (0 if busy is None else int(busy + 0.5)))
     n = max(1, (free - workers) // processes)
     parts = [f"load average {load:.1f}" if load is not None else "no load average on this system"]
