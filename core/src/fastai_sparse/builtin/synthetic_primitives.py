@@ -431,8 +431,8 @@ class SyntheticDataset(Sequence):
 
     def _keep(self, j: int, cloud: Any, settings: str) -> bool:
         """Cache item ``j`` (built with ``settings``) unless it alone exceeds
-        :attr:`cache_bytes`, evicting the least recently used items beyond it; whether it was
-        kept."""
+        :attr:`cache_bytes`, evicting the least recently used items beyond it (never ``j``
+        itself: it fits); whether it was kept."""
         size = _array_bytes(cloud)
         with self._cache_lock:
             if size > self.cache_bytes or settings != self._cache_settings or j in self._cache:
@@ -442,7 +442,7 @@ class SyntheticDataset(Sequence):
             while self._cache_used > self.cache_bytes:
                 _, (_, dropped) = self._cache.popitem(last=False)
                 self._cache_used -= dropped
-            return j in self._cache
+            return True
 
     def __iter__(self):
         for j in range(self.n):
