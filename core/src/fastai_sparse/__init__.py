@@ -33,8 +33,6 @@ listing tasks and plugins needs neither torch nor fastai.
 from __future__ import annotations
 
 import importlib
-import os as _os
-import sys as _sys
 from typing import Any
 
 __version__ = "0.1.0"
@@ -43,10 +41,9 @@ __version__ = "0.1.0"
 # sleep instead of spinning keep training from slowing tenfold; on an idle one they would only
 # slow it (fastai_sparse.threads.wants_passive_wait). Before torch loads; a set value is kept;
 # the load average alone (no measuring: importing does not wait).
-if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ:
-    from .threads import apply_wait_policy as _apply_wait_policy
+from .threads import apply_wait_policy as _apply_wait_policy  # stdlib only: torch stays unloaded
 
-    _apply_wait_policy(measure=False)
+_apply_wait_policy(measure=False)
 
 # public name -> module that defines it
 _LAZY = {
